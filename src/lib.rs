@@ -1,0 +1,21 @@
+//! # video-adapters
+//!
+//! Parameter-efficient image-to-video transfer learning, three papers side by side on one frozen
+//! CLIP ViT, in Rust on dfdx:
+//!
+//! | paper | file | what it adds to the frozen ViT |
+//! |---|---|---|
+//! | ST-Adapter (NeurIPS 2022) | `st_adapter.rs` | bottleneck adapters with a depthwise 3D conv over the patch grid |
+//! | AIM (ICLR 2023) | `aim.rs` | the frozen attention reused over time, spatial / temporal / joint adapters |
+//! | MST-Adapter (IEICE 2024) | `mst_adapter.rs` | three multi-scale depthwise-conv branches, learned fusion, [CLS] token shift |
+//!
+//! Layers, bottom up: [`ops`] (our differentiable ops) → [`clip`] (the frozen backbone) →
+//! [`count`] (parameters and FLOPs) → the three papers and the baselines → `repro` (the published
+//! tables, side by side with what our code computes).
+
+pub mod device;
+pub mod ops;
+pub mod param;
+pub mod testing;
+
+pub use device::{KitDevice, Real};

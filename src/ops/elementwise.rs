@@ -1,0 +1,141 @@
+//! Residual adds, scaling, per-row masks (dropout, drop path) and the mean over frames:
+//! multithreaded, and freeing their output gradient once used.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::Rows;
+use crate::device::{host, tensor, KitDevice, Real};
+
+const CHUNK: usize = 1 << 14;
+
+/// `a + b` (same shape). Either side may be traced; the tapes merge.
+pub fn add<S, E, D, T1, T2>(a: Tensor<S, E, D, T1>, b: Tensor<S, E, D, T2>) -> Tensor<S, E, D, T1>
+where
+    S: Shape,
+    E: Real,
+    D: KitDevice<E>,
+    T1: Tape<E, D> + Merge<T2>,
+    T2: Tape<E, D>,
+{
+    let shape = *a.shape();
+    assert_eq!(shape.concrete(), b.shape().concrete(), "add: shapes differ");
+    let dev = a.device().clone();
+    let (a, ta) = a.split_tape();
+    let (b, tb) = b.split_tape();
+    let mut tape = ta.merge(tb);
+    let y: Vec<E> = host(&a).par_iter().with_min_len(CHUNK).zip(host(&b).par_iter()).map(|(x, y)| *x + *y).collect();
+    let y = tensor(&dev, y, shape);
+    if T1::OWNS_TAPE {
+        let (ag, bg, yg) = (a.ghost(), b.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            let acc = |g: &mut [E]| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v);
+            dev.update(grads.get_or_alloc_mut(&ag)?, acc)?;
+            dev.update(grads.get_or_alloc_mut(&bg)?, acc)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// `s · x` for a constant s.
+pub fn scale<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, s: f64) -> Tensor<S, E, D, T> {
+    let n = x.shape().num_elements();
+    mask(x, vec![E::of(s); 1], n)
+}
+
+/// Multiplies row i (of `x.shape().rows()` rows) by `factors[i]`. Dropout (one factor per element,
+/// pass a row length of 1), DropPath (one factor per sample) and AIM's token-position DropPath are
+/// all this op with different factor vectors: 0 for dropped, 1/(1 − p) for kept.
+pub fn drop_rows<S: Rows, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, factors: Vec<E>) -> Tensor<S, E, D, T> {
+    let rows = x.shape().rows();
+    assert_eq!(factors.len(), rows, "drop_rows: {} factors for {rows} rows", factors.len());
+    let row_len = x.shape().feat().size();
+    mask(x, factors, row_len)
+}
+
+/// `y[i] = x[i] · factors[i / block]`.
+pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, factors: Vec<E>, block: usize) -> Tensor<S, E, D, T> {
+    let shape = *x.shape();
+    assert_eq!(factors.len() * block, shape.num_elements(), "mask: factor blocks do not cover the tensor");
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let mut y = host(&x);
+    y.par_chunks_mut(block.max(1)).zip(factors.par_iter()).for_each(|(r, f)| r.iter_mut().for_each(|v| *v = *v * *f));
+    let y = tensor(&dev, y, shape);
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
+                gx.par_chunks_mut(block.max(1)).zip(gy.par_chunks(block.max(1))).zip(factors.par_iter()).for_each(|((a, b), f)| {
+                    a.iter_mut().zip(b).for_each(|(u, v)| *u = *u + *v * *f)
+                })
+            })
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// The mean over the T frames of each video: (B·T, X) → (B, X), frames batch-major (row b·T + t).
+pub fn mean_over_frames<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<(usize, X), E, D, T>,
+    frames: usize,
+) -> Tensor<(usize, X), E, D, T> {
+    let (n, xd) = *x.shape();
+    let c = xd.size();
+    assert!(frames > 0 && n % frames == 0, "mean_over_frames: {n} rows is not a multiple of T = {frames}");
+    let b = n / frames;
+    let inv = E::one() / E::of(frames as f64);
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let xv = host(&x);
+    let mut y = vec![E::zero(); b * c];
+    for (r, row) in xv.chunks_exact(c).enumerate() {
+        y[(r / frames) * c..(r / frames + 1) * c].iter_mut().zip(row).for_each(|(u, v)| *u = *u + *v * inv);
+    }
+    let y = tensor(&dev, y, (b, xd));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
+                for (r, row) in gx.chunks_exact_mut(c).enumerate() {
+                    row.iter_mut().zip(&gy[(r / frames) * c..(r / frames + 1) * c]).for_each(|(u, v)| *u = *u + *v * inv);
+                }
+            })
+        });
+    }
+    y.put_tape(tape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::*;
+
+    /// Both addends of `add`, and `scale`, `drop_rows`, `mean_over_frames`, against central differences.
+    #[test]
+    fn elementwise_gradients_match_finite_differences() {
+        let dev = Cpu::default();
+        let (n, c) = (6usize, 4usize);
+        let a = dev.tensor_from_vec(rand_vec(1, n * c), (n, c));
+        let b = dev.tensor_from_vec(rand_vec(2, n * c), (n, c));
+        let factors = vec![0.0, 2.0, 2.0, 0.0, 2.0, 2.0];
+        let r = rand_vec(3, 2 * c);
+        let f = |a: Tensor<(usize, usize), f64, Cpu>, b: Tensor<(usize, usize), f64, Cpu>| {
+            mean_over_frames(drop_rows(scale(add(a, b), 0.5), factors.clone()), 3)
+        };
+        let (at, tape) = a.leaky_trace().split_tape();
+        let y = mean_over_frames(drop_rows(scale(add(at.put_tape(tape), b.retaped::<OwnedTape<f64, Cpu>>()), 0.5), factors.clone()), 3);
+        let g = weighted_sum(y, &r).backward();
+        let na = numeric_grad(&a.as_vec(), |v| weighted_sum_value(&f(dev.tensor_from_vec(v.to_vec(), (n, c)), b.clone()), &r));
+        let nb = numeric_grad(&b.as_vec(), |v| weighted_sum_value(&f(a.clone(), dev.tensor_from_vec(v.to_vec(), (n, c))), &r));
+        assert_close("da", &g.get(&a).as_vec(), &na);
+        assert_close("db", &g.get(&b).as_vec(), &nb);
+        // forward: video 0, channel 0 = mean over its 3 frame rows of 0.5·(a+b)·factor
+        let (av, bv) = (a.as_vec(), b.as_vec());
+        let want: f64 = (0..3).map(|t| 0.5 * (av[t * c] + bv[t * c]) * factors[t]).sum::<f64>() / 3.0;
+        assert!((f(a, b).as_vec()[0] - want).abs() < 1e-12);
+    }
+}

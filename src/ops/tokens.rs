@@ -1,0 +1,352 @@
+//! Token bookkeeping with correct gradients: building the token sequence (CLS + patches +
+//! embeddings), reading the CLS token or the patch tokens out of it, adding an adapter's output to
+//! the patches only, and shifting CLS channels across frames.
+//!
+//! A token tensor is (N, L, X) with N = B·T frame rows and token 0 = CLS. These ops copy instead of
+//! using dfdx `slice`: dfdx 0.13's CPU `slice` backward assigns its gradient where it must add it,
+//! which silently drops the gradient from one of two readers of the same tensor (a CLS/patch split
+//! is exactly that). Here every backward accumulates.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use crate::device::{host, tensor, KitDevice, Real};
+use crate::param::Param;
+
+type Tok<X, E, D, T> = Tensor<(usize, usize, X), E, D, T>;
+
+/// The CLS token of every row: (N, L, X) → (N, X).
+pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>) -> Tensor<(usize, X), E, D, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    select(x, (n, xd), move |src: &[E], dst: &mut [E]| {
+        for r in 0..n {
+            dst[r * c..(r + 1) * c].copy_from_slice(&src[r * l * c..r * l * c + c]);
+        }
+    }, move |g: &[E], gx: &mut [E]| {
+        for r in 0..n {
+            gx[r * l * c..r * l * c + c].iter_mut().zip(&g[r * c..(r + 1) * c]).for_each(|(a, b)| *a = *a + *b);
+        }
+    })
+}
+
+/// The patch tokens of every row: (N, L, X) → (N, L − 1, X).
+pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>) -> Tok<X, E, D, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    let row = (l - 1) * c;
+    select(x, (n, l - 1, xd), move |src: &[E], dst: &mut [E]| {
+        dst.par_chunks_mut(row).enumerate().for_each(|(r, d)| d.copy_from_slice(&src[r * l * c + c..(r + 1) * l * c]));
+    }, move |g: &[E], gx: &mut [E]| {
+        gx.par_chunks_mut(l * c).enumerate().for_each(|(r, d)| {
+            d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a = *a + *b)
+        });
+    })
+}
+
+/// A gather-like op: `y = copy(x)`, `gx += scatter(gy)`.
+fn select<S: Shape, S2: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    out_shape: S2,
+    fwd: impl Fn(&[E], &mut [E]),
+    bwd: impl Fn(&[E], &mut [E]) + 'static,
+) -> Tensor<S2, E, D, T> {
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let mut y = vec![E::zero(); out_shape.num_elements()];
+    fwd(&host(&x), &mut y);
+    let y = tensor(&dev, y, out_shape);
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| bwd(&gy, gx))
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// `y = x` with `delta` added to the patch tokens (token 0, CLS, untouched):
+/// (N, L, X) + (N, L − 1, X) → (N, L, X). ST-Adapter's residual `x[:, 1:, :] += adapter(x)`.
+pub fn add_to_patches<X, E, D, T1, T2>(x: Tok<X, E, D, T1>, delta: Tok<X, E, D, T2>) -> Tok<X, E, D, T1>
+where
+    X: Dim,
+    E: Real,
+    D: KitDevice<E>,
+    T1: Tape<E, D> + Merge<T2>,
+    T2: Tape<E, D>,
+{
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    assert_eq!(delta.shape().concrete(), [n, l - 1, c], "add_to_patches: delta must be (N, L-1, X)");
+    let dev = x.device().clone();
+    let (x, tx) = x.split_tape();
+    let (delta, td) = delta.split_tape();
+    let mut tape = tx.merge(td);
+    let mut y = host(&x);
+    {
+        let dv = host(&delta);
+        y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
+            yr[c..].iter_mut().zip(&dv[r * (l - 1) * c..(r + 1) * (l - 1) * c]).for_each(|(a, b)| *a = *a + *b)
+        });
+    }
+    let y = tensor(&dev, y, (n, l, xd));
+    if T1::OWNS_TAPE {
+        let (xg, dg, yg) = (x.ghost(), delta.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a = *a + *b))?;
+            dev.update(grads.get_or_alloc_mut(&dg)?, |gd| {
+                gd.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| {
+                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a = *a + *b)
+                })
+            })
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Builds the token sequence of every frame: `[class_embedding; patches] + positional_embedding`
+/// (+ `temporal_embedding[t]` on every token of frame t, AIM). (N, P, C) → (N, 1 + P, C).
+///
+/// Gradients flow to the patches (when traced) and to each trainable embedding.
+pub fn embed_tokens<X, E, D, T>(
+    patches: Tok<X, E, D, T>,
+    class_embedding: &Param<(X,), E, D>,
+    positional_embedding: &Param<(usize, X), E, D>,
+    temporal_embedding: Option<&Param<(usize, X), E, D>>,
+) -> Tok<X, E, D, T>
+where
+    X: Dim,
+    E: Real,
+    D: KitDevice<E>,
+    T: Tape<E, D>,
+{
+    let (n, p, xd) = *patches.shape();
+    let (c, l) = (xd.size(), p + 1);
+    assert_eq!(positional_embedding.value.shape().0, l, "positional_embedding has {} rows for {l} tokens", positional_embedding.value.shape().0);
+    let frames = temporal_embedding.map_or(1, |t| t.value.shape().0);
+    assert_eq!(n % frames, 0, "temporal_embedding for {frames} frames on {n} frame rows");
+    let dev = patches.device().clone();
+    let (patches, mut tape) = patches.split_tape();
+
+    let mut y = vec![E::zero(); n * l * c];
+    {
+        let pv = host(&patches);
+        let cls = host(&class_embedding.value);
+        let pos = host(&positional_embedding.value);
+        let tem = temporal_embedding.map(|t| host(&t.value));
+        y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
+            yr[..c].copy_from_slice(&cls);
+            yr[c..].copy_from_slice(&pv[r * p * c..(r + 1) * p * c]);
+            yr.iter_mut().zip(pos.iter()).for_each(|(a, b)| *a = *a + *b);
+            if let Some(tem) = &tem {
+                let te = &tem[(r % frames) * c..(r % frames + 1) * c];
+                yr.chunks_exact_mut(c).for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
+            }
+        });
+    }
+    let y = tensor(&dev, y, (n, l, xd));
+
+    if T::OWNS_TAPE {
+        let (pg, yg) = (patches.ghost(), y.ghost());
+        let cls_g = class_embedding.trainable.then(|| class_embedding.value.ghost());
+        let pos_g = positional_embedding.trainable.then(|| positional_embedding.value.ghost());
+        let tem_g = temporal_embedding.filter(|t| t.trainable).map(|t| t.value.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&pg)?, |gp| {
+                gp.par_chunks_mut(p * c).enumerate().for_each(|(r, d)| {
+                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a = *a + *b)
+                })
+            })?;
+            // Σ over frame rows of the whole (L, C) block
+            let per_token: Vec<E> = gy.chunks_exact(l * c).fold(vec![E::zero(); l * c], |mut a, r| {
+                a.iter_mut().zip(r).for_each(|(u, v)| *u = *u + *v);
+                a
+            });
+            if let Some(g) = &cls_g {
+                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&per_token[..c]).for_each(|(a, b)| *a = *a + *b))?;
+            }
+            if let Some(g) = &pos_g {
+                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&per_token).for_each(|(a, b)| *a = *a + *b))?;
+            }
+            if let Some(g) = &tem_g {
+                let mut dt = vec![E::zero(); frames * c];
+                for (r, yr) in gy.chunks_exact(l * c).enumerate() {
+                    let d = &mut dt[(r % frames) * c..(r % frames + 1) * c];
+                    yr.chunks_exact(c).for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
+                }
+                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&dt).for_each(|(a, b)| *a = *a + *b))?;
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Shifts channels of the CLS token across adjacent frames (TSM-style, zero at the clip ends):
+/// for frame t, CLS channels `[0, from_next)` take frame t+1's values, channels
+/// `[from_next, from_next + from_prev)` take frame t−1's, the rest and all patch tokens stay.
+/// No parameters, no multiply-adds. (MST-Adapter's [CLS] token shift.)
+pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tok<X, E, D, T>,
+    frames: usize,
+    from_next: usize,
+    from_prev: usize,
+) -> Tok<X, E, D, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    assert!(from_next + from_prev <= c, "cls_shift: {from_next} + {from_prev} channels exceed width {c}");
+    assert_eq!(n % frames, 0, "cls_shift: {n} frame rows is not a multiple of T = {frames}");
+    // source row of CLS channel ch in frame row r, if any
+    let src = move |r: usize, ch: usize| -> Option<usize> {
+        let t = r % frames;
+        if ch < from_next {
+            (t + 1 < frames).then_some(r + 1)
+        } else if ch < from_next + from_prev {
+            (t > 0).then(|| r - 1)
+        } else {
+            Some(r)
+        }
+    };
+    select(x, (n, l, xd), move |xv: &[E], y: &mut [E]| {
+        y.copy_from_slice(xv);
+        for r in 0..n {
+            for ch in 0..from_next + from_prev {
+                y[r * l * c + ch] = src(r, ch).map_or(E::zero(), |s| xv[s * l * c + ch]);
+            }
+        }
+    }, move |gy: &[E], gx: &mut [E]| {
+        for r in 0..n {
+            for tok in 0..l {
+                for ch in 0..c {
+                    let i = (r * l + tok) * c + ch;
+                    if tok == 0 && ch < from_next + from_prev {
+                        if let Some(s) = src(r, ch) {
+                            gx[s * l * c + ch] = gx[s * l * c + ch] + gy[i];
+                        }
+                    } else {
+                        gx[i] = gx[i] + gy[i];
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::*;
+
+    const N: usize = 6;
+    const L: usize = 5;
+    const C: usize = 4;
+
+    fn x(dev: &Cpu) -> Tok<Const<C>, f64, Cpu, NoneTape> {
+        dev.tensor_from_vec(rand_vec(1, N * L * C), (N, L, Const::<C>))
+    }
+
+    /// Reading CLS and patches from one tensor and using both: the gradient is the sum of both
+    /// readers' gradients (the case dfdx's `slice` gets wrong), checked by finite differences.
+    #[test]
+    fn cls_and_patch_readers_accumulate_gradients() {
+        let dev = Cpu::default();
+        let x = x(&dev);
+        let (r1, r2) = (rand_vec(2, N * C), rand_vec(3, N * (L - 1) * C));
+        let f = |v: &[f64]| {
+            let t = dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>));
+            weighted_sum_value(&cls_tokens(t.clone()), &r1) + weighted_sum_value(&patch_tokens(t), &r2)
+        };
+        let (xs, tape) = x.leaky_trace().split_tape();
+        let a = weighted_sum(cls_tokens(xs.clone().put_tape(tape)), &r1);
+        let b = weighted_sum(patch_tokens(xs.retaped::<OwnedTape<f64, Cpu>>()), &r2);
+        let g = (a + b).backward();
+        assert_close("dx", &g.get(&x).as_vec(), &numeric_grad(&x.as_vec(), f));
+        // also the forward: CLS of row 2 and patch 3 of row 1
+        let xv = x.as_vec();
+        assert_eq!(cls_tokens(x.clone()).as_vec()[2 * C..3 * C], xv[2 * L * C..2 * L * C + C]);
+        assert_eq!(patch_tokens(x.clone()).as_vec()[(L - 1 + 2) * C..(L - 1 + 3) * C], xv[(L + 3) * C..(L + 4) * C]);
+    }
+
+    /// `add_to_patches` leaves CLS alone and adds to the patches; gradients to both inputs.
+    #[test]
+    fn add_to_patches_matches_naive_and_finite_differences() {
+        let dev = Cpu::default();
+        let x = x(&dev);
+        let d = dev.tensor_from_vec(rand_vec(4, N * (L - 1) * C), (N, L - 1, Const::<C>));
+        let y = add_to_patches(x.clone(), d.clone()).as_vec();
+        let (xv, dv) = (x.as_vec(), d.as_vec());
+        for r in 0..N {
+            for t in 0..L {
+                for c in 0..C {
+                    let want = xv[(r * L + t) * C + c] + if t == 0 { 0.0 } else { dv[(r * (L - 1) + t - 1) * C + c] };
+                    assert_eq!(y[(r * L + t) * C + c], want);
+                }
+            }
+        }
+        let rr = rand_vec(5, N * L * C);
+        let (xt, tape) = x.leaky_trace().split_tape();
+        let g = weighted_sum(add_to_patches(xt.put_tape(tape), d.retaped::<OwnedTape<f64, Cpu>>()), &rr).backward();
+        let nx = numeric_grad(&xv, |v| weighted_sum_value(&add_to_patches(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), d.clone()), &rr));
+        let nd = numeric_grad(&dv, |v| weighted_sum_value(&add_to_patches(x.clone(), dev.tensor_from_vec(v.to_vec(), (N, L - 1, Const::<C>))), &rr));
+        assert_close("dx", &g.get(&x).as_vec(), &nx);
+        assert_close("ddelta", &g.get(&d).as_vec(), &nd);
+    }
+
+    /// Embedding: gradients to patches, class, positional and temporal embeddings.
+    #[test]
+    fn embed_tokens_gradients_match_finite_differences() {
+        let dev = Cpu::default();
+        let frames = 3;
+        let p = dev.tensor_from_vec(rand_vec(6, N * (L - 1) * C), (N, L - 1, Const::<C>));
+        let cls = Param::new(dev.tensor_from_vec(rand_vec(7, C), (Const::<C>,)), true);
+        let pos = Param::new(dev.tensor_from_vec(rand_vec(8, L * C), (L, Const::<C>)), true);
+        let tem = Param::new(dev.tensor_from_vec(rand_vec(9, frames * C), (frames, Const::<C>)), true);
+        let r = rand_vec(10, N * L * C);
+        let g = weighted_sum(embed_tokens(p.leaky_trace(), &cls, &pos, Some(&tem)), &r).backward();
+        let loss = |pv: &[f64], cv: &[f64], sv: &[f64], tv: &[f64]| {
+            let mk1 = |v: &[f64]| Param::new(dev.tensor_from_vec(v.to_vec(), (Const::<C>,)), true);
+            let mk2 = |v: &[f64], rows| Param::new(dev.tensor_from_vec(v.to_vec(), (rows, Const::<C>)), true);
+            weighted_sum_value(&embed_tokens(dev.tensor_from_vec(pv.to_vec(), (N, L - 1, Const::<C>)), &mk1(cv), &mk2(sv, L), Some(&mk2(tv, frames))), &r)
+        };
+        let (pv, cv, sv, tv) = (p.as_vec(), cls.to_vec(), pos.to_vec(), tem.to_vec());
+        assert_close("dpatches", &g.get(&p).as_vec(), &numeric_grad(&pv, |v| loss(v, &cv, &sv, &tv)));
+        assert_close("dclass", &g.get(&cls.value).as_vec(), &numeric_grad(&cv, |v| loss(&pv, v, &sv, &tv)));
+        assert_close("dpos", &g.get(&pos.value).as_vec(), &numeric_grad(&sv, |v| loss(&pv, &cv, v, &tv)));
+        assert_close("dtemporal", &g.get(&tem.value).as_vec(), &numeric_grad(&tv, |v| loss(&pv, &cv, &sv, v)));
+    }
+
+    /// CLS shift: forward against a direct definition, gradient against finite differences.
+    #[test]
+    fn cls_shift_matches_its_definition_and_finite_differences() {
+        let dev = Cpu::default();
+        let (frames, nxt, prv) = (3, 1, 2);
+        let x = x(&dev);
+        let xv = x.as_vec();
+        let y = cls_shift(x.clone(), frames, nxt, prv).as_vec();
+        for r in 0..N {
+            let t = r % frames;
+            for tok in 0..L {
+                for c in 0..C {
+                    let i = (r * L + tok) * C + c;
+                    let want = if tok > 0 || c >= nxt + prv {
+                        xv[i]
+                    } else if c < nxt {
+                        if t + 1 < frames { xv[((r + 1) * L) * C + c] } else { 0.0 }
+                    } else if t > 0 {
+                        xv[((r - 1) * L) * C + c]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(y[i], want, "row {r} token {tok} channel {c}");
+                }
+            }
+        }
+        let r = rand_vec(11, N * L * C);
+        let g = weighted_sum(cls_shift(x.leaky_trace(), frames, nxt, prv), &r).backward();
+        let num = numeric_grad(&xv, |v| weighted_sum_value(&cls_shift(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), frames, nxt, prv), &r));
+        assert_close("dx", &g.get(&x).as_vec(), &num);
+    }
+}

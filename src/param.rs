@@ -1,0 +1,199 @@
+//! Parameters that know whether they are trained, and modules that list them by their official key.
+//!
+//! dfdx 0.13 has no per-parameter `requires_grad`: its `Linear` always computes a weight gradient.
+//! Here every parameter carries a `trainable` flag, and our ops ([`crate::ops`]) read it: a frozen
+//! weight gets no gradient buffer and no weight-gradient GEMM. Modules name their parameters by the
+//! official checkpoint keys (`transformer.resblocks.3.attn.in_proj_weight`), so loading a released
+//! checkpoint, counting parameters and listing the trainable set are all one walk over [`Params`].
+
+use dfdx::prelude::*;
+
+use crate::device::{host, KitDevice, Real};
+
+/// One parameter tensor.
+#[derive(Clone, Debug)]
+pub struct Param<S: Shape, E: Dtype, D: Storage<E>> {
+    pub value: Tensor<S, E, D>,
+    /// Trained (gets gradients and optimizer updates) or frozen.
+    pub trainable: bool,
+    /// The shape under which the official checkpoint stores this tensor. It can differ from our
+    /// layout: `conv1.weight` is (C, 3, P, P) there and a (C, 3·P·P) matrix here.
+    pub stored_shape: Vec<usize>,
+}
+
+impl<S: Shape, E: Real, D: KitDevice<E>> Param<S, E, D> {
+    /// A parameter whose stored shape is its own shape.
+    pub fn new(value: Tensor<S, E, D>, trainable: bool) -> Self {
+        let stored_shape = value.shape().concrete().into();
+        Self { value, trainable, stored_shape }
+    }
+
+    /// A parameter stored under a different (same-size) shape in official checkpoints.
+    pub fn stored_as(value: Tensor<S, E, D>, trainable: bool, stored_shape: &[usize]) -> Self {
+        assert_eq!(
+            stored_shape.iter().product::<usize>(),
+            value.shape().num_elements(),
+            "stored shape {stored_shape:?} does not hold {:?}",
+            value.shape().concrete()
+        );
+        Self { value, trainable, stored_shape: stored_shape.to_vec() }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.value.shape().num_elements()
+    }
+
+    /// The values in row-major order.
+    pub fn to_vec(&self) -> Vec<E> {
+        host(&self.value)
+    }
+
+    /// Overwrites the values (same number of elements, row-major).
+    pub fn set(&mut self, values: &[E]) {
+        assert_eq!(values.len(), self.numel(), "wrong number of values for a parameter");
+        self.value.copy_from(values);
+    }
+}
+
+/// Receives each parameter of a module tree, with its full dotted key.
+pub trait Visitor<E: Real, D: KitDevice<E>> {
+    fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>);
+}
+
+/// Receives each parameter mutably, with its full dotted key.
+pub trait VisitorMut<E: Real, D: KitDevice<E>> {
+    fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>);
+}
+
+/// A module that can list its parameters under their official keys.
+///
+/// Implementations call [`Walk::param`] for own tensors and [`Walk::module`] for children; the
+/// walker joins the names with dots.
+pub trait Params<E: Real, D: KitDevice<E>> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W);
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W);
+}
+
+/// The path-keeping side of an immutable walk.
+pub trait Walk<E: Real, D: KitDevice<E>>: Sized {
+    fn param<S: Shape>(&mut self, name: &str, p: &Param<S, E, D>);
+    fn module<M: Params<E, D>>(&mut self, name: &str, m: &M);
+}
+
+/// The path-keeping side of a mutable walk.
+pub trait WalkMut<E: Real, D: KitDevice<E>>: Sized {
+    fn param<S: Shape>(&mut self, name: &str, p: &mut Param<S, E, D>);
+    fn module<M: Params<E, D>>(&mut self, name: &str, m: &mut M);
+}
+
+/// Joins key segments; empty segments (a module walked under its parent's name) vanish.
+fn join(prefix: &str, name: &str) -> String {
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}.{name}"),
+    }
+}
+
+struct Walker<'v, V> {
+    prefix: String,
+    visitor: &'v mut V,
+}
+
+impl<'v, E: Real, D: KitDevice<E>, V: Visitor<E, D>> Walk<E, D> for Walker<'v, V> {
+    fn param<S: Shape>(&mut self, name: &str, p: &Param<S, E, D>) {
+        self.visitor.param(&join(&self.prefix, name), p);
+    }
+    fn module<M: Params<E, D>>(&mut self, name: &str, m: &M) {
+        let outer = std::mem::replace(&mut self.prefix, String::new());
+        self.prefix = join(&outer, name);
+        m.walk(self);
+        self.prefix = outer;
+    }
+}
+
+impl<'v, E: Real, D: KitDevice<E>, V: VisitorMut<E, D>> WalkMut<E, D> for Walker<'v, V> {
+    fn param<S: Shape>(&mut self, name: &str, p: &mut Param<S, E, D>) {
+        self.visitor.param(&join(&self.prefix, name), p);
+    }
+    fn module<M: Params<E, D>>(&mut self, name: &str, m: &mut M) {
+        let outer = std::mem::replace(&mut self.prefix, String::new());
+        self.prefix = join(&outer, name);
+        m.walk_mut(self);
+        self.prefix = outer;
+    }
+}
+
+/// Visits every parameter of `m` with its full key.
+pub fn visit<E: Real, D: KitDevice<E>, M: Params<E, D>, V: Visitor<E, D>>(m: &M, v: &mut V) {
+    m.walk(&mut Walker { prefix: String::new(), visitor: v });
+}
+
+/// Visits every parameter of `m` mutably with its full key.
+pub fn visit_mut<E: Real, D: KitDevice<E>, M: Params<E, D>, V: VisitorMut<E, D>>(m: &mut M, v: &mut V) {
+    m.walk_mut(&mut Walker { prefix: String::new(), visitor: v });
+}
+
+/// One line of a parameter listing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParamInfo {
+    pub key: String,
+    pub stored_shape: Vec<usize>,
+    pub numel: usize,
+    pub trainable: bool,
+}
+
+/// Every parameter of `m`, in module order.
+pub fn param_list<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M) -> Vec<ParamInfo> {
+    struct Lister(Vec<ParamInfo>);
+    impl<E: Real, D: KitDevice<E>> Visitor<E, D> for Lister {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
+            self.0.push(ParamInfo {
+                key: key.to_string(),
+                stored_shape: p.stored_shape.clone(),
+                numel: p.numel(),
+                trainable: p.trainable,
+            });
+        }
+    }
+    let mut l = Lister(Vec::new());
+    visit(m, &mut l);
+    l.0
+}
+
+/// Marks every parameter whose key satisfies `pred` as trainable, and every other one frozen.
+pub fn set_trainable<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, pred: impl Fn(&str) -> bool) {
+    struct Marker<F>(F);
+    impl<E: Real, D: KitDevice<E>, F: Fn(&str) -> bool> VisitorMut<E, D> for Marker<F> {
+        fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
+            p.trainable = (self.0)(key);
+        }
+    }
+    visit_mut(m, &mut Marker(pred));
+}
+
+impl<E: Real, D: KitDevice<E>, M: Params<E, D>> Params<E, D> for Vec<M> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        for (i, m) in self.iter().enumerate() {
+            w.module(&i.to_string(), m);
+        }
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        for (i, m) in self.iter_mut().enumerate() {
+            w.module(&i.to_string(), m);
+        }
+    }
+}
+
+impl<E: Real, D: KitDevice<E>, M: Params<E, D>> Params<E, D> for Option<M> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        if let Some(m) = self {
+            m.walk(w);
+        }
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        if let Some(m) = self {
+            m.walk_mut(w);
+        }
+    }
+}
