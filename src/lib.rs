@@ -13,9 +13,17 @@
 //! [`count`] (parameters and FLOPs) → the three papers and the baselines → `repro` (the published
 //! tables, side by side with what our code computes).
 
+pub mod aim;
+pub mod clip;
+pub mod context;
 pub mod device;
+pub mod init;
+pub mod models;
 pub mod ops;
 pub mod param;
+pub mod parity;
+pub mod st_adapter;
 pub mod testing;
 
+pub use context::Ctx;
 pub use device::{KitDevice, Real};

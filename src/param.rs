@@ -125,7 +125,7 @@ impl<'v, E: Real, D: KitDevice<E>, V: VisitorMut<E, D>> WalkMut<E, D> for Walker
 }
 
 /// Visits every parameter of `m` with its full key.
-pub fn visit<E: Real, D: KitDevice<E>, M: Params<E, D>, V: Visitor<E, D>>(m: &M, v: &mut V) {
+pub fn visit<E: Real, D: KitDevice<E>, M: Params<E, D> + ?Sized, V: Visitor<E, D>>(m: &M, v: &mut V) {
     m.walk(&mut Walker { prefix: String::new(), visitor: v });
 }
 
@@ -144,7 +144,7 @@ pub struct ParamInfo {
 }
 
 /// Every parameter of `m`, in module order.
-pub fn param_list<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M) -> Vec<ParamInfo> {
+pub fn param_list<E: Real, D: KitDevice<E>, M: Params<E, D> + ?Sized>(m: &M) -> Vec<ParamInfo> {
     struct Lister(Vec<ParamInfo>);
     impl<E: Real, D: KitDevice<E>> Visitor<E, D> for Lister {
         fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {

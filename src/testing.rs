@@ -18,3 +18,9 @@ pub fn has_grad<S: Shape, E: Dtype, D: Storage<E>>(grads: &Gradients<E, D>, t: &
     std::panic::set_hook(hook);
     found
 }
+
+/// Hex sha256 of `bytes` (fixture checksums).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

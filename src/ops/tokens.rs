@@ -68,13 +68,14 @@ fn select<S: Shape, S2: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
 
 /// `y = x` with `delta` added to the patch tokens (token 0, CLS, untouched):
 /// (N, L, X) + (N, L − 1, X) → (N, L, X). ST-Adapter's residual `x[:, 1:, :] += adapter(x)`.
-pub fn add_to_patches<X, E, D, T1, T2>(x: Tok<X, E, D, T1>, delta: Tok<X, E, D, T2>) -> Tok<X, E, D, T1>
+/// The output carries `delta`'s tape (the adapter branch), merged with `x`'s.
+pub fn add_to_patches<X, E, D, TX, TD>(x: Tok<X, E, D, TX>, delta: Tok<X, E, D, TD>) -> Tok<X, E, D, TD>
 where
     X: Dim,
     E: Real,
     D: KitDevice<E>,
-    T1: Tape<E, D> + Merge<T2>,
-    T2: Tape<E, D>,
+    TX: Tape<E, D>,
+    TD: Tape<E, D> + Merge<TX>,
 {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
@@ -82,7 +83,7 @@ where
     let dev = x.device().clone();
     let (x, tx) = x.split_tape();
     let (delta, td) = delta.split_tape();
-    let mut tape = tx.merge(td);
+    let mut tape = td.merge(tx);
     let mut y = host(&x);
     {
         let dv = host(&delta);
@@ -91,7 +92,7 @@ where
         });
     }
     let y = tensor(&dev, y, (n, l, xd));
-    if T1::OWNS_TAPE {
+    if TD::OWNS_TAPE {
         let (xg, dg, yg) = (x.ghost(), delta.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);

@@ -1,0 +1,368 @@
+//! # AIM
+//!
+//! Taojiannan Yang, Yi Zhu, Yusheng Xie, Aston Zhang, Chen Chen, Mu Li. *AIM: Adapting Image
+//! Models for Efficient Video Action Recognition*. ICLR 2023. arXiv:2302.03024.
+//! Official code: <https://github.com/taoyang1122/adapt-image-models>,
+//! `mmaction/models/backbones/vit_clip.py` @ b3580d2, with mmaction2's `Recognizer3D` and `I3DHead`.
+//!
+//! Shape legend: B videos · T frames · L = 1 + H·W tokens · C width · C/4 adapter bottleneck.
+//!
+//! The block (paper Eq. 3–5, as the official code computes it):
+//! ```text
+//! x += DropPath(T_Adapter(attn(ln_1(x)) over T))          temporal adaptation (T-MSA), no skip
+//! x += S_Adapter(attn(ln_1(x)) over L)                     spatial adaptation, skip inside S_Adapter
+//! x += mlp(ln_2(x)) + DropPath(s · MLP_Adapter(ln_2(x)))   joint adaptation, no skip
+//! ```
+//! What the official code does that the paper does not say (all reproduced here):
+//! - T-MSA is the block's own frozen `attn` and `ln_1` run over the T frames of every token
+//!   position, **the CLS token included**;
+//! - the adapters use the **exact (erf) GELU**; `D_fc2` starts at zero (every adapter, including
+//!   SSv2's extra `T_Adapter_in`, whose name contains `T_Adapter`);
+//! - a trainable zero-initialised `temporal_embedding` (1, T, C) is added to every token of frame t
+//!   after the positional embedding; `ln_post` is trainable and applied to each frame's CLS
+//!   **before** the mean over T (ST-Adapter: after);
+//! - DropPath acts on the sequence-first (L, B·T, C) tensor, so timm's per-"sample" mask is a mask
+//!   per **token position** l, shared by all frames and videos of the batch; rates rise linearly
+//!   from 0 (first block) to `drop_path_rate` (last);
+//! - `num_tadapter = 2` (SSv2) adds `T_Adapter_in` (with skip) between `ln_1` and the temporal
+//!   attention; the SSv2 configs use s = 1.0 (the paper's appendix says 0.5).
+//!
+//! Departures: the rearranges `n (b t) d -> t (b n) d` are strides inside our attention op
+//! ([`SeqAxis::Frames`]); the stream stays (B·T, L, C) batch-first.
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
+use crate::clip::ClipCfg;
+use crate::context::Ctx;
+use crate::device::{KitDevice, Real};
+use crate::init::{constant, param, Init};
+use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
+use crate::param::{Params, Walk, WalkMut};
+use crate::st_adapter::Blocks;
+
+/// An AIM video model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AimCfg {
+    pub clip: ClipCfg,
+    pub num_classes: usize,
+    /// `num_frames`: the length of `temporal_embedding` and of every temporal sequence.
+    pub frames: usize,
+    /// Adapter bottleneck ratio: hidden = int(C · ratio) (Table 8).
+    pub mlp_ratio: f64,
+    /// s, the weight of the joint (MLP) adapter.
+    pub adapter_scale: f64,
+    /// 1, or 2 for SSv2's extra `T_Adapter_in`.
+    pub num_tadapter: usize,
+    pub drop_path_rate: f64,
+    /// The head's dropout.
+    pub dropout: f64,
+    /// Table 1's components: spatial, temporal and joint adaptation.
+    pub spatial: bool,
+    pub temporal: bool,
+    pub joint: bool,
+    /// Blocks with adapters (Table 7); the others are plain CLIP blocks.
+    pub blocks: Blocks,
+}
+
+impl AimCfg {
+    /// `configs/recognition/vit/vitclip_base_k400.py`: ViT-B/16, 8 frames, s = 0.5, 400 classes.
+    pub fn vitclip_base_k400() -> Self {
+        Self {
+            clip: ClipCfg::vit_b16(),
+            num_classes: 400,
+            frames: 8,
+            mlp_ratio: 0.25,
+            adapter_scale: 0.5,
+            num_tadapter: 1,
+            drop_path_rate: 0.2,
+            dropout: 0.5,
+            spatial: true,
+            temporal: true,
+            joint: true,
+            blocks: Blocks::Last(12),
+        }
+    }
+
+    /// `vitclip_large_k400.py`: ViT-L/14, 24 blocks.
+    pub fn vitclip_large_k400() -> Self {
+        Self { clip: ClipCfg::vit_l14(), blocks: Blocks::Last(24), ..Self::vitclip_base_k400() }
+    }
+
+    /// `vitclip_base_sthv2.py`: 174 classes, `num_tadapter = 2`, s = 1.0.
+    pub fn vitclip_base_sthv2() -> Self {
+        Self { num_classes: 174, num_tadapter: 2, adapter_scale: 1.0, ..Self::vitclip_base_k400() }
+    }
+
+    /// `vitclip_large_sthv2.py`.
+    pub fn vitclip_large_sthv2() -> Self {
+        Self { clip: ClipCfg::vit_l14(), blocks: Blocks::Last(24), ..Self::vitclip_base_sthv2() }
+    }
+
+    /// Adapter hidden width: `int(C · mlp_ratio)`.
+    pub fn hidden(&self) -> usize {
+        (self.clip.width as f64 * self.mlp_ratio) as usize
+    }
+
+    /// Which adapters block i has: (T_Adapter_in, T_Adapter, S_Adapter, MLP_Adapter).
+    pub fn adapters_of(&self, i: usize) -> [bool; 4] {
+        let on = self.blocks.contains(i, self.clip.layers);
+        [on && self.temporal && self.num_tadapter == 2, on && self.temporal, on && self.spatial, on && self.joint]
+    }
+
+    /// DropPath rate of block i: linspace(0, drop_path_rate, layers)[i].
+    pub fn drop_path(&self, i: usize) -> f64 {
+        let n = self.clip.layers;
+        if n <= 1 { 0.0 } else { self.drop_path_rate * i as f64 / (n - 1) as f64 }
+    }
+}
+
+// ANCHOR: adapter
+/// `D_fc2(GELU(D_fc1(x)))`, plus `x` when `skip_connect` (S_Adapter, T_Adapter_in).
+#[derive(Clone, Debug)]
+pub struct Adapter<const C: usize, E: Dtype, D: Storage<E>> {
+    pub d_fc1: Linear<Const<C>, usize, E, D>,
+    pub d_fc2: Linear<usize, Const<C>, E, D>,
+    pub skip_connect: bool,
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
+    pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>) -> Tokens<C, E, D, T> {
+        let branch = |x| self.d_fc2.forward(gelu(self.d_fc1.forward(x))); // C -> C/4 -> C
+        if self.skip_connect { residual(x, branch) } else { branch(x) }
+    }
+}
+// ANCHOR_END: adapter
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
+    /// As `init_weights` leaves it: D_fc1 trunc-normal(0.02), zero bias; D_fc2 all zero. Trainable.
+    pub fn build(hidden: usize, skip_connect: bool, dev: &D, init: &mut Init) -> Self {
+        Self {
+            d_fc1: Linear { weight: param(dev, (hidden, Const::<C>), init.trunc_normal(hidden * C, 0.02), true), bias: Some(constant(dev, (hidden,), 0.0, true)) },
+            d_fc2: Linear { weight: constant(dev, (Const::<C>, hidden), 0.0, true), bias: Some(constant(dev, (Const::<C>,), 0.0, true)) },
+            skip_connect,
+        }
+    }
+}
+
+// ANCHOR: block
+/// A CLIP block with AIM's adapters. Keys: `attn`, `ln_1`, `mlp`, `ln_2` (CLIP's) and
+/// `T_Adapter_in`, `T_Adapter`, `S_Adapter`, `MLP_Adapter`.
+#[derive(Clone, Debug)]
+pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
+    pub clip: ResidualAttentionBlock<C, E, D>,
+    pub t_adapter_in: Option<Adapter<C, E, D>>,
+    pub t_adapter: Option<Adapter<C, E, D>>,
+    pub s_adapter: Option<Adapter<C, E, D>>,
+    pub mlp_adapter: Option<Adapter<C, E, D>>,
+    pub scale: f64,
+    pub drop_path: f64,
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E, D> {
+    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        let clip = &self.clip;
+        // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
+        let x = match &self.t_adapter {
+            Some(t_adapter) => residual(x, |x| {
+                let h = clip.ln_1.forward(x);
+                let h = match &self.t_adapter_in {
+                    Some(a) => a.forward(h),
+                    None => h,
+                };
+                let h = clip.attn.forward(h, SeqAxis::Frames { frames: grid.t });
+                drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
+            }),
+            None => x,
+        };
+        // spatial adaptation: S_Adapter (with skip) on the attention output
+        let x = residual(x, |x| {
+            let h = clip.attention(x, SeqAxis::Tokens);
+            match &self.s_adapter {
+                Some(a) => a.forward(h),
+                None => h,
+            }
+        });
+        // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
+        residual(x, |x| {
+            let (xn, tape) = clip.ln_2.forward(x).split_tape();
+            let h = clip.mlp.forward(xn.clone().put_tape(tape));
+            match &self.mlp_adapter {
+                Some(a) => {
+                    let j = ops::scale(a.forward(xn.retaped::<T>()), self.scale);
+                    ops::add(h, drop_path_tokens(j, self.drop_path, ctx))
+                }
+                None => h,
+            }
+        })
+    }
+}
+// ANCHOR_END: block
+
+/// AIM's DropPath: in the official (L, B·T, C) layout timm drops whole rows of axis 0, i.e. token
+/// positions; here the stream is (B·T, L, C), so row (bt, l) gets the factor of position l.
+fn drop_path_tokens<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tokens<C, E, D, T>, p: f64, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+    let (n, l, _) = *x.shape();
+    match ctx.drop_factors::<E>(l, p) {
+        Some(per_token) => ops::drop_rows(x, (0..n * l).map(|r| per_token[r % l]).collect()),
+        None => x,
+    }
+}
+
+/// mmaction2's `I3DHead` with `spatial_type='avg'`: mean over T (and space, already pooled),
+/// dropout, `fc_cls`.
+#[derive(Clone, Debug)]
+pub struct I3dHead<const C: usize, E: Dtype, D: Storage<E>> {
+    pub fc_cls: Linear<Const<C>, usize, E, D>,
+    pub dropout: f64,
+}
+
+// ANCHOR: model
+/// AIM's recogniser: keys `backbone.*` (the encoder with `temporal_embedding`) and `cls_head.fc_cls.*`.
+#[derive(Clone, Debug)]
+pub struct Aim<const C: usize, E: Dtype, D: Storage<E>> {
+    pub backbone: VisionTransformer<C, AimBlock<C, E, D>, E, D>,
+    pub cls_head: I3dHead<C, E, D>,
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Aim<C, E, D> {
+    /// Logits (B, classes): `ln_post` on every frame's CLS token, mean over T, dropout, `fc_cls`.
+    pub fn forward<T: Tape<E, D>>(&self, video: &Video<E, D>, ctx: &mut Ctx) -> Tensor<(usize, usize), E, D, T> {
+        let frames = self.backbone.temporal_embedding.as_ref().map_or(0, |t| t.value.shape().0);
+        assert_eq!(video.shape().2, frames, "AIM was built for num_frames = {frames}; the input has T = {}", video.shape().2);
+        let (x, grid) = self.backbone.forward::<T>(video, ctx);
+        let cls = self.backbone.ln_post.forward(ops::cls_tokens(x)); // (B·T, C), per frame
+        ctx.tap("backbone_out", &cls);
+        let x = ops::mean_over_frames(cls, grid.t); // (B, C)
+        ctx.tap("pre_logits", &x);
+        let x = match ctx.drop_factors(x.shape().0 * C, self.cls_head.dropout) {
+            Some(f) => ops::elementwise::mask(x, f, 1),
+            None => x,
+        };
+        let logits = self.cls_head.fc_cls.forward(x);
+        ctx.tap("logits", &logits);
+        logits
+    }
+}
+// ANCHOR_END: model
+
+impl AimCfg {
+    /// Builds the model: frozen CLIP encoder (values from `init`; load CLIP over them), trainable
+    /// adapters, `temporal_embedding` (zeros), `ln_post`, and `fc_cls` (N(0, 0.01²), I3DHead's init).
+    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(&self, dev: &D, init: &mut Init) -> Aim<C, E, D> {
+        let clip = &self.clip;
+        let hidden = self.hidden();
+        let mut backbone = VisionTransformer::build(clip, dev, init, Some(self.frames), |i, init| {
+            let [t_in, t, s, mlp] = self.adapters_of(i);
+            let block = clip_block(clip, dev, init);
+            let mut adapter = |on: bool, skip: bool| on.then(|| Adapter::build(hidden, skip, dev, init));
+            AimBlock {
+                clip: block,
+                t_adapter_in: adapter(t_in, true),
+                t_adapter: adapter(t, false),
+                s_adapter: adapter(s, true),
+                mlp_adapter: adapter(mlp, false),
+                scale: self.adapter_scale,
+                drop_path: self.drop_path(i),
+            }
+        });
+        if let Some(te) = &mut backbone.temporal_embedding {
+            te.trainable = true;
+        }
+        backbone.ln_post.set_trainable(true);
+        let fc_cls = Linear {
+            weight: param(dev, (self.num_classes, Const::<C>), init.normal(self.num_classes * C, 0.01), true),
+            bias: Some(constant(dev, (self.num_classes,), 0.0, true)),
+        };
+        Aim { backbone, cls_head: I3dHead { fc_cls, dropout: self.dropout } }
+    }
+}
+
+/// The official constructors `ViT_CLIP(**backbone)` + `I3DHead(**cls_head)` as a config. Unknown
+/// keywords are errors.
+pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
+    use anyhow::{bail, Context};
+    let bb = kw.get("backbone").and_then(|v| v.as_object()).context("constructor_kwargs.backbone missing")?;
+    let head = kw.get("cls_head").and_then(|v| v.as_object()).context("constructor_kwargs.cls_head missing")?;
+    const BB: [&str; 10] = ["input_resolution", "num_frames", "patch_size", "width", "layers", "heads", "drop_path_rate", "num_tadapter", "adapter_scale", "pretrained"];
+    const HEAD: [&str; 5] = ["num_classes", "in_channels", "dropout_ratio", "spatial_type", "init_std"];
+    if let Some(k) = bb.keys().find(|k| !BB.contains(&k.as_str())) {
+        bail!("AIM backbone keyword `{k}` is not supported by this port");
+    }
+    if let Some(k) = head.keys().find(|k| !HEAD.contains(&k.as_str())) {
+        bail!("I3DHead keyword `{k}` is not supported by this port");
+    }
+    if let Some(s) = head.get("spatial_type").and_then(|v| v.as_str()) {
+        if s != "avg" {
+            bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
+        }
+    }
+    let int = |o: &serde_json::Map<String, serde_json::Value>, k: &str| o.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).with_context(|| format!("`{k}` missing or not an integer"));
+    let num = |o: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| o.get(k).map_or(Ok(d), |v| v.as_f64().with_context(|| format!("`{k}` is not a number")));
+    let clip = ClipCfg { input_resolution: int(bb, "input_resolution")?, patch_size: int(bb, "patch_size")?, width: int(bb, "width")?, layers: int(bb, "layers")?, heads: int(bb, "heads")?, ..ClipCfg::vit_b16() };
+    clip.validate().map_err(anyhow::Error::msg)?;
+    if let Some(c) = head.get("in_channels").and_then(|v| v.as_u64()) {
+        if c as usize != clip.width {
+            bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
+        }
+    }
+    let num_tadapter = bb.get("num_tadapter").map_or(Ok(1), |v| v.as_u64().map(|v| v as usize).context("num_tadapter"))?;
+    if !(1..=2).contains(&num_tadapter) {
+        bail!("num_tadapter must be 1 or 2, is {num_tadapter}");
+    }
+    let layers = clip.layers;
+    Ok(AimCfg {
+        clip,
+        num_classes: int(head, "num_classes")?,
+        frames: int(bb, "num_frames")?,
+        mlp_ratio: 0.25,
+        adapter_scale: num(bb, "adapter_scale", 0.5)?,
+        num_tadapter,
+        drop_path_rate: num(bb, "drop_path_rate", 0.0)?,
+        dropout: num(head, "dropout_ratio", 0.5)?,
+        spatial: true,
+        temporal: true,
+        joint: true,
+        blocks: Blocks::Last(layers),
+    })
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Adapter<C, E, D> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        w.module("D_fc1", &self.d_fc1);
+        w.module("D_fc2", &self.d_fc2);
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        w.module("D_fc1", &mut self.d_fc1);
+        w.module("D_fc2", &mut self.d_fc2);
+    }
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for AimBlock<C, E, D> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        w.module("", &self.clip);
+        w.module("MLP_Adapter", &self.mlp_adapter);
+        w.module("S_Adapter", &self.s_adapter);
+        w.module("T_Adapter", &self.t_adapter);
+        w.module("T_Adapter_in", &self.t_adapter_in);
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        w.module("", &mut self.clip);
+        w.module("MLP_Adapter", &mut self.mlp_adapter);
+        w.module("S_Adapter", &mut self.s_adapter);
+        w.module("T_Adapter", &mut self.t_adapter);
+        w.module("T_Adapter_in", &mut self.t_adapter_in);
+    }
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Aim<C, E, D> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        w.module("backbone", &self.backbone);
+        w.module("cls_head.fc_cls", &self.cls_head.fc_cls);
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        w.module("backbone", &mut self.backbone);
+        w.module("cls_head.fc_cls", &mut self.cls_head.fc_cls);
+    }
+}

@@ -1,0 +1,105 @@
+//! Every model of the kit behind one config enum (read from RON) and one object-safe trait, for the
+//! tools that pick a model at run time: the `forward` binary, the parity suite, the reproductions.
+
+use std::path::Path;
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::aim::{Aim, AimCfg};
+use crate::clip::vit::{Block, FrameBaseline, FrameClassifier, Video};
+use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
+use crate::clip::ClipCfg;
+use crate::context::Ctx;
+use crate::init::Init;
+use crate::param::{param_list, set_trainable, ParamInfo, Params};
+use crate::st_adapter::StAdapterCfg;
+use crate::with_width;
+
+/// The frame-wise CLIP baseline: frozen encoder, mean of per-frame CLS, `ln_post`, `fc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineCfg {
+    pub clip: ClipCfg,
+    pub num_classes: usize,
+    pub frames: usize,
+}
+
+/// A model the kit can build, as written in `fixtures/configs/*.ron`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ModelCfg {
+    ClipBaseline(BaselineCfg),
+    StAdapter(StAdapterCfg),
+    Aim(AimCfg),
+}
+
+impl ModelCfg {
+    pub fn clip(&self) -> &ClipCfg {
+        match self {
+            ModelCfg::ClipBaseline(c) => &c.clip,
+            ModelCfg::StAdapter(c) => &c.clip,
+            ModelCfg::Aim(c) => &c.clip,
+        }
+    }
+
+    /// Builds the model in f32 on the CPU.
+    pub fn build(&self, dev: &Cpu, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
+        let width = self.clip().width;
+        match self {
+            ModelCfg::ClipBaseline(c) => with_width!(width, |W| Box::new(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init)) as Box<dyn VideoModel>),
+            ModelCfg::StAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
+            ModelCfg::Aim(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
+        }
+    }
+
+    /// Reads a RON model config; errors name the file and the position.
+    pub fn from_ron_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// What the tools need from a built model.
+pub trait VideoModel {
+    /// Logits (B, classes), untraced.
+    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu>;
+    /// Every parameter by official key.
+    fn params(&self) -> Vec<ParamInfo>;
+    /// Loads weights (see [`load_params`]).
+    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError>;
+    /// Marks the parameters whose key satisfies `pred` trainable, all others frozen.
+    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool);
+}
+
+impl<const C: usize, B: Block<C, f32, Cpu>> VideoModel for FrameClassifier<C, B, f32, Cpu> {
+    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
+        self.forward::<NoneTape>(video, ctx)
+    }
+    fn params(&self) -> Vec<ParamInfo> {
+        param_list(self)
+    }
+    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
+        load_params(self, path, map, fresh)
+    }
+    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
+        set_trainable(self, pred)
+    }
+}
+
+impl<const C: usize> VideoModel for Aim<C, f32, Cpu> {
+    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
+        self.forward::<NoneTape>(video, ctx)
+    }
+    fn params(&self) -> Vec<ParamInfo> {
+        param_list(self)
+    }
+    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
+        load_params(self, path, map, fresh)
+    }
+    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
+        set_trainable(self, pred)
+    }
+}
+
+/// Keeps `Params` in scope for implementors' generic bounds.
+#[allow(dead_code)]
+fn _assert_params<M: Params<f32, Cpu>>() {}
