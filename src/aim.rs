@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
+use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
@@ -117,6 +118,34 @@ impl AimCfg {
         if n <= 1 { 0.0 } else { self.drop_path_rate * i as f64 / (n - 1) as f64 }
     }
 }
+
+// ANCHOR: count
+impl AimCfg {
+    /// Parameters and multiply-adds per view (`frames` frames), line by line.
+    pub fn breakdown(&self) -> Breakdown {
+        let (c, t, l, h) = (self.clip.width as u64, self.frames as u64, self.clip.tokens() as u64, self.hidden() as u64);
+        let mut b = Breakdown::new(format!("AIM {} (ratio {}, s {}, num_tadapter {})", self.clip.name(), self.mlp_ratio, self.adapter_scale, self.num_tadapter), self.frames);
+        encoder_lines(&mut b, &self.clip, self.frames, false, "backbone.");
+        b.line("temporal_embedding", &["backbone.temporal_embedding"], t * c, true, 0);
+        let count = |j: usize| (0..self.clip.layers).filter(|&i| self.adapters_of(i)[j]).count() as u64;
+        let (n_tin, n_t, n_s, n_mlp) = (count(0), count(1), count(2), count(3));
+        // T-MSA reuses the block's ln_1 and attn over T: no parameters, the attention's cost again
+        // with sequences of length T (per frame: L·2·T·C for QKᵀ and PV).
+        let t_msa = layer_norm_macs(l, c) + linear_macs(l, c, 3 * c) + 2 * l * t * c + linear_macs(l, c, c);
+        b.line(&format!("{n_t} × T-MSA (ln_1 + attn reused over T)"), &[], 0, false, n_t * t * t_msa);
+        let adapter_params = linear_params(c, h) + linear_params(h, c);
+        let adapter_macs = t * (linear_macs(l, c, h) + linear_macs(l, h, c));
+        for (n, name, key) in [(n_tin, "T_Adapter_in", "T_Adapter_in."), (n_t, "T_Adapter", "T_Adapter."), (n_s, "S_Adapter", "S_Adapter."), (n_mlp, "MLP_Adapter", "MLP_Adapter.")] {
+            if n > 0 {
+                b.line(&format!("{n} × {name} (D_fc1, GELU, D_fc2)"), &[&format!("backbone.transformer.resblocks.*.{key}")], n * adapter_params, true, n * adapter_macs);
+            }
+        }
+        b.line("ln_post (every frame's CLS)", &["backbone.ln_post."], layer_norm_params(c), true, t * layer_norm_macs(1, c));
+        b.line("cls_head.fc_cls", &["cls_head.fc_cls."], linear_params(c, self.num_classes as u64), true, linear_macs(1, c, self.num_classes as u64));
+        b
+    }
+}
+// ANCHOR_END: count
 
 // ANCHOR: adapter
 /// `D_fc2(GELU(D_fc1(x)))`, plus `x` when `skip_connect` (S_Adapter, T_Adapter_in).

@@ -16,10 +16,12 @@
 pub mod aim;
 pub mod clip;
 pub mod context;
+pub mod count;
 pub mod device;
 pub mod init;
 pub mod models;
 pub mod ops;
+pub mod optim;
 pub mod param;
 pub mod parity;
 pub mod st_adapter;

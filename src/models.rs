@@ -11,6 +11,8 @@ use crate::clip::vit::{Block, FrameBaseline, FrameClassifier, Video};
 use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
+use crate::count::{encoder_lines, Breakdown};
+use crate::st_adapter::head_lines;
 use crate::init::Init;
 use crate::param::{param_list, set_trainable, ParamInfo, Params};
 use crate::st_adapter::StAdapterCfg;
@@ -22,6 +24,16 @@ pub struct BaselineCfg {
     pub clip: ClipCfg,
     pub num_classes: usize,
     pub frames: usize,
+}
+
+impl BaselineCfg {
+    /// Parameters and multiply-adds per view: the frozen encoder, `ln_post`, `fc`.
+    pub fn breakdown(&self) -> Breakdown {
+        let mut b = Breakdown::new(format!("CLIP {} frame-wise baseline", self.clip.name()), self.frames);
+        encoder_lines(&mut b, &self.clip, self.frames, false, "");
+        head_lines(&mut b, self.clip.width as u64, self.num_classes as u64, "");
+        b
+    }
 }
 
 /// A model the kit can build, as written in `fixtures/configs/*.ron`.
@@ -38,6 +50,15 @@ impl ModelCfg {
             ModelCfg::ClipBaseline(c) => &c.clip,
             ModelCfg::StAdapter(c) => &c.clip,
             ModelCfg::Aim(c) => &c.clip,
+        }
+    }
+
+    /// Parameters and multiply-adds per view.
+    pub fn breakdown(&self) -> Breakdown {
+        match self {
+            ModelCfg::ClipBaseline(c) => c.breakdown(),
+            ModelCfg::StAdapter(c) => c.breakdown(),
+            ModelCfg::Aim(c) => c.breakdown(),
         }
     }
 

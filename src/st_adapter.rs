@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::clip::vit::{clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
+use crate::count::{dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
@@ -115,6 +116,46 @@ impl StAdapterCfg {
         (0..self.clip.layers).map(|i| self.adapters_of(i).iter().filter(|b| **b).count()).sum()
     }
 }
+
+// ANCHOR: count
+impl StAdapterCfg {
+    /// Parameters of one adapter: fc1 (C·W + W) + depthwise conv (W·kT·kH·kW + W) + fc2 (W·C + C).
+    pub fn adapter_params(&self) -> u64 {
+        let (c, w, k) = (self.clip.width as u64, self.adapter_width as u64, self.kernel.taps() as u64);
+        linear_params(c, w) + (w * k + w) + linear_params(w, c)
+    }
+
+    /// Multiply-adds of one adapter on one frame: the H·W patch tokens through fc1, the conv, fc2.
+    pub fn adapter_macs_per_frame(&self) -> u64 {
+        let (c, w, k, n) = (self.clip.width as u64, self.adapter_width as u64, self.kernel.taps() as u64, (self.clip.tokens() - 1) as u64);
+        linear_macs(n, c, w) + dwconv_macs(n * w, k) + linear_macs(n, w, c)
+    }
+
+    /// Parameters and multiply-adds per view (`frames` frames), line by line.
+    pub fn breakdown(&self) -> Breakdown {
+        let (c, t) = (self.clip.width as u64, self.frames as u64);
+        let mut b = Breakdown::new(format!("ST-Adapter {} ({}×{}, kernel {})", self.clip.name(), self.num_adapters(), self.adapter_width, self.kernel), self.frames);
+        encoder_lines(&mut b, &self.clip, self.frames, false, "");
+        let n = self.num_adapters() as u64;
+        b.line(
+            &format!("{n} × ST-Adapter (fc1, dwconv {}, fc2)", self.kernel),
+            &["transformer.resblocks.*.adapter_pre_attn.", "transformer.resblocks.*.adapter_pre_mlp.", "transformer.resblocks.*.adapter_post_mlp."],
+            n * self.adapter_params(),
+            true,
+            n * t * self.adapter_macs_per_frame(),
+        );
+        head_lines(&mut b, c, self.num_classes as u64, "");
+        b
+    }
+}
+
+/// ST-Adapter's head (shared with the frame-wise baseline): `ln_post` (frozen) on the mean of the
+/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
+pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
+    b.line("ln_post (after the mean over T)", &[&format!("{prefix}ln_post.")], layer_norm_params(c), false, layer_norm_macs(1, c));
+    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
+}
+// ANCHOR_END: count
 
 // ANCHOR: adapter
 /// `x + fc2(DWConv3D(fc1(x)))` on the patch tokens; the CLS token is not touched. No activation.

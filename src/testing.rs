@@ -24,3 +24,52 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+use crate::device::{KitDevice, Real};
+use crate::param::{visit, visit_mut, Param, Params, Visitor, VisitorMut};
+
+/// The values of the parameter with key `key` (panics naming the key when absent).
+pub fn param_values<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M, key: &str) -> Vec<f64> {
+    struct Get<'a>(&'a str, Option<Vec<f64>>);
+    impl<'a, E: Real, D: KitDevice<E>> Visitor<E, D> for Get<'a> {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
+            if key == self.0 {
+                self.1 = Some(p.to_vec().into_iter().map(|v| v.f64()).collect());
+            }
+        }
+    }
+    let mut g = Get(key, None);
+    visit(m, &mut g);
+    g.1.unwrap_or_else(|| panic!("no parameter `{key}`"))
+}
+
+/// Overwrites the parameter with key `key`.
+pub fn set_param_values<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, key: &str, values: &[f64]) {
+    struct Set<'a>(&'a str, &'a [f64], bool);
+    impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Set<'a> {
+        fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
+            if key == self.0 {
+                p.set(&self.1.iter().map(|v| E::of(*v)).collect::<Vec<_>>());
+                self.2 = true;
+            }
+        }
+    }
+    let mut s = Set(key, values, false);
+    visit_mut(m, &mut s);
+    assert!(s.2, "no parameter `{key}`");
+}
+
+/// The gradient of every parameter of `m` that has one in `grads`, by key.
+pub fn grads_by_key<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M, grads: &Gradients<E, D>) -> std::collections::BTreeMap<String, Vec<f64>> {
+    struct G<'a, E: Real, D: KitDevice<E>>(&'a Gradients<E, D>, std::collections::BTreeMap<String, Vec<f64>>);
+    impl<'a, E: Real, D: KitDevice<E>> Visitor<E, D> for G<'a, E, D> {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
+            if has_grad(self.0, &p.value) {
+                self.1.insert(key.to_string(), self.0.get(&p.value).as_vec().into_iter().map(|v| v.f64()).collect());
+            }
+        }
+    }
+    let mut g = G(grads, Default::default());
+    visit(m, &mut g);
+    g.1
+}
