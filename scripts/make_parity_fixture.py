@@ -15,13 +15,15 @@ mode, one thread, intermediates captured with forward hooks (cloned: the ST adap
 Needs: torch, safetensors, numpy, einops, timm (AIM imports timm's DropPath / trunc_normal_).
 
 Examples:
-  # every built-in fixture into fixtures/parity
-  python scripts/make_parity_fixture.py --official-st /tmp/official/st-adapter/models_adapter.py \
+  # the four folders made with other flags (how fixtures/parity/{st_adapter_ssv2,...} were made)
+  python scripts/make_parity_fixture.py --mkl-intel-path \
+      --official-st /tmp/official/st-adapter/models_adapter.py \
       --official-aim /tmp/official/aim/mmaction/models/backbones/vit_clip.py --out fixtures/parity \
       --model st_adapter_ssv2 st_adapter_last1_k333 aim_ssv2 aim_scale025
   # regenerate the shipped ones elsewhere and compare them with the shipped folders
   python scripts/make_parity_fixture.py ... --out /tmp/regen --model clip_baseline st_adapter_k400 aim_k400 \
       --compare fixtures/parity
+  # on a non-Intel CPU add --mkl-intel-path to get MKL's Intel sgemm path (bitwise equal to Intel-made folders)
   # a custom spec: JSON object {model_id, family: "st"|"aim", kwargs, seed, description?}
   python scripts/make_parity_fixture.py ... --out /tmp/x --spec my_spec.json
 """
@@ -442,7 +444,7 @@ def make_fixture(model_id, spec, mods, out_root, sources):
         trainable = ("official constructor: requires_grad only for names containing \"adapter\", plus fc.* (created "
                      "after the freeze); utils.save_model stores only those keys")
         call = "model = VisionTransformer(**constructor_kwargs).float().eval(); logits = model(video)"
-        notes = st_notes(kwargs)
+        notes = st_notes(kwargs) + ([src["note"]] if src.get("note") else [])
         description = spec.get("description") or st_description(kwargs)
     else:
         official_source = {
@@ -488,9 +490,7 @@ def make_fixture(model_id, spec, mods, out_root, sources):
         "diagnostics": {"rerun_same_process_bitwise_equal": rerun_equal,
                         "max_abs_diff_logits_2_threads_vs_1": (two - logits).abs().max().item(),
                         "max_abs_diff_logits_fp32_vs_fp64": d64, "fp64_note": FP64_NOTE},
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__,
-                        "safetensors": _version("safetensors"), "device": "cpu", "torch_num_threads": 1,
-                        "machine": platform.machine()},
+        "environment": _environment(),
         "sha256": {f: sha256(os.path.join(folder, f)) for f in
                    ("weights.safetensors", "input.safetensors", "expected.safetensors")},
     }
@@ -498,6 +498,50 @@ def make_fixture(model_id, spec, mods, out_root, sources):
         json.dump(meta, f, indent=1)
         f.write("\n")
     return folder, meta
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _environment():
+    env = {"torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__,
+           "safetensors": _version("safetensors"), "device": "cpu", "torch_num_threads": 1,
+           "machine": platform.machine()}
+    if MKL_STUB_NAME in os.environ.get("LD_PRELOAD", ""):
+        env["cpu"] = _cpu_model()
+        env["blas_note"] = ("MKL sgemm forced onto its Intel code path (--mkl-intel-path: LD_PRELOAD stub "
+                            "mkl_serv_intel_cpu_true() = 1), as on the Intel CPU the first fixtures were made on; "
+                            "without it MKL on a non-Intel CPU picks another kernel and blocks differ by ~1e-6")
+    return env
+
+
+# MKL (inside PyPI's torch) chooses its sgemm kernel by CPU vendor: on a non-Intel CPU it takes another
+# path, and block outputs then differ from an Intel-made fixture by a few ulps (~1e-6). A one-line stub
+# preloaded over MKL's vendor check restores the Intel path, so fixtures are bitwise reproducible anywhere.
+MKL_STUB_NAME = "libmkl_intel_path_stub.so"
+
+
+def reexec_with_mkl_intel_path():
+    if MKL_STUB_NAME in os.environ.get("LD_PRELOAD", ""):
+        return
+    import subprocess
+    import tempfile
+    d = tempfile.mkdtemp(prefix="mkl_stub_")
+    src, lib = os.path.join(d, "stub.c"), os.path.join(d, MKL_STUB_NAME)
+    with open(src, "w") as f:
+        f.write("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", lib, src], check=True)
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = (lib + " " + env.get("LD_PRELOAD", "")).strip()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def _version(pkg):
@@ -527,6 +571,11 @@ def main():
     ap.add_argument("--official-st-repo", default="linziyi96/st-adapter")
     ap.add_argument("--official-st-commit", default="bded03c0d0287ca22aa46a62e0af73fba6aa984d",
                     help="commit the given models_adapter.py came from (recorded in meta.json)")
+    ap.add_argument("--official-st-note", default=(
+        "Source of models_adapter.py: the stored copy of linziyi96/st-adapter @ bded03c (the first fixtures used "
+        "b914b38). Check: regenerating clip_baseline and st_adapter_k400 with this file and this script reproduces "
+        "their weights and expected tensors bitwise."),
+        help="provenance note appended to the ST code_path_notes ('' for none)")
     ap.add_argument("--official-aim", help="path to AIM's mmaction/models/backbones/vit_clip.py")
     ap.add_argument("--official-aim-repo", default="lhxxxmad/AIM")
     ap.add_argument("--official-aim-commit", default="4da311e4fbe51131190bde64d8f51c2105fc95fd",
@@ -543,7 +592,12 @@ def main():
     ap.add_argument("--spec", nargs="*", default=[],
                     help="JSON files, each {model_id, family: st|aim, kwargs, seed, description?}")
     ap.add_argument("--compare", help="folder holding reference fixtures with the same ids: print max differences")
+    ap.add_argument("--mkl-intel-path", action="store_true",
+                    help="re-run under an LD_PRELOAD stub that makes MKL take its Intel sgemm path (needs cc); "
+                         "reproduces the Intel-made fixtures bitwise on AMD CPUs")
     args = ap.parse_args()
+    if args.mkl_intel_path:
+        reexec_with_mkl_intel_path()
 
     specs = {m: SPECS[m] for m in args.model}
     for p in args.spec:
@@ -561,7 +615,7 @@ def main():
         if not args.official_aim:
             ap.error("--official-aim is required for AIM fixtures")
         mods["aim"] = load_official_aim(args.official_aim)
-    sources = {"st": {"repo": args.official_st_repo, "commit": args.official_st_commit},
+    sources = {"st": {"repo": args.official_st_repo, "commit": args.official_st_commit, "note": args.official_st_note},
                "aim": {"repo": args.official_aim_repo, "commit": args.official_aim_commit,
                        "note": args.official_aim_note}}
     torch.set_num_threads(1)

@@ -53,6 +53,15 @@ impl ModelCfg {
         }
     }
 
+    /// Where the CLIP encoder's keys sit in this model's state dict: "" for the ST-Adapter
+    /// codebase's models, "backbone." for AIM's.
+    pub fn encoder_prefix(&self) -> &'static str {
+        match self {
+            ModelCfg::Aim(_) => "backbone.",
+            _ => "",
+        }
+    }
+
     /// Parameters and multiply-adds per view.
     pub fn breakdown(&self) -> Breakdown {
         match self {
@@ -77,6 +86,42 @@ impl ModelCfg {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
+}
+
+/// Every named model config the kit ships, as `(file stem, config)`: each is also
+/// `fixtures/configs/<stem>.ron` (a test keeps the files and this list equal).
+pub fn presets() -> Vec<(&'static str, ModelCfg)> {
+    use crate::st_adapter::{Blocks, Position};
+    let tiny_st = StAdapterCfg {
+        clip: ClipCfg::tiny(),
+        num_classes: 5,
+        frames: 4,
+        adapter_width: 16,
+        kernel: crate::ops::Kernel3::new(3, 1, 1),
+        positions: vec![Position::PreMlp],
+        blocks: Blocks::Last(2),
+    };
+    let tiny_aim = AimCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, blocks: Blocks::Last(2), ..AimCfg::vitclip_base_k400() };
+    vec![
+        ("clip_baseline_vit_b16", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_b16(), num_classes: 400, frames: 8 })),
+        ("clip_baseline_vit_l14", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_l14(), num_classes: 400, frames: 8 })),
+        ("st_adapter_vit_b16_12x384", ModelCfg::StAdapter(StAdapterCfg::vit_b16_12x384())),
+        ("st_adapter_vit_b16_24x384", ModelCfg::StAdapter(StAdapterCfg::vit_b16_24x384())),
+        ("st_adapter_vit_l14_24x384", ModelCfg::StAdapter(StAdapterCfg::vit_l14_24x384())),
+        ("aim_vitclip_base_k400", ModelCfg::Aim(AimCfg::vitclip_base_k400())),
+        ("aim_vitclip_large_k400", ModelCfg::Aim(AimCfg::vitclip_large_k400())),
+        ("aim_vitclip_base_sthv2", ModelCfg::Aim(AimCfg::vitclip_base_sthv2())),
+        ("aim_vitclip_large_sthv2", ModelCfg::Aim(AimCfg::vitclip_large_sthv2())),
+        ("tiny_clip_baseline", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 })),
+        ("tiny_st_adapter_k400", ModelCfg::StAdapter(tiny_st)),
+        ("tiny_aim_k400", ModelCfg::Aim(tiny_aim)),
+    ]
+}
+
+/// A config as pretty RON (how `fixtures/configs/*.ron` are written).
+pub fn to_ron(cfg: &ModelCfg) -> String {
+    let pretty = ron::ser::PrettyConfig::new().depth_limit(4).struct_names(false);
+    ron::ser::to_string_pretty(cfg, pretty).expect("configs serialise") + "\n"
 }
 
 /// What the tools need from a built model.
