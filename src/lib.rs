@@ -23,6 +23,7 @@ pub mod models;
 pub mod ops;
 pub mod optim;
 pub mod param;
+pub mod repro;
 pub mod parity;
 pub mod st_adapter;
 pub mod testing;
