@@ -20,6 +20,7 @@ pub mod count;
 pub mod device;
 pub mod init;
 pub mod models;
+pub mod mst_adapter;
 pub mod ops;
 pub mod optim;
 pub mod param;

@@ -15,6 +15,7 @@ use crate::count::{encoder_lines, Breakdown};
 use crate::st_adapter::head_lines;
 use crate::init::Init;
 use crate::param::{param_list, set_trainable, ParamInfo, Params};
+use crate::mst_adapter::MstAdapterCfg;
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
 
@@ -42,6 +43,7 @@ pub enum ModelCfg {
     ClipBaseline(BaselineCfg),
     StAdapter(StAdapterCfg),
     Aim(AimCfg),
+    MstAdapter(MstAdapterCfg),
 }
 
 impl ModelCfg {
@@ -50,6 +52,7 @@ impl ModelCfg {
             ModelCfg::ClipBaseline(c) => &c.clip,
             ModelCfg::StAdapter(c) => &c.clip,
             ModelCfg::Aim(c) => &c.clip,
+            ModelCfg::MstAdapter(c) => &c.clip,
         }
     }
 
@@ -68,6 +71,7 @@ impl ModelCfg {
             ModelCfg::ClipBaseline(c) => c.breakdown(),
             ModelCfg::StAdapter(c) => c.breakdown(),
             ModelCfg::Aim(c) => c.breakdown(),
+            ModelCfg::MstAdapter(c) => c.breakdown(),
         }
     }
 
@@ -78,6 +82,7 @@ impl ModelCfg {
             ModelCfg::ClipBaseline(c) => with_width!(width, |W| Box::new(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init)) as Box<dyn VideoModel>),
             ModelCfg::StAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
             ModelCfg::Aim(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
+            ModelCfg::MstAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
         }
     }
 
@@ -112,9 +117,14 @@ pub fn presets() -> Vec<(&'static str, ModelCfg)> {
         ("aim_vitclip_large_k400", ModelCfg::Aim(AimCfg::vitclip_large_k400())),
         ("aim_vitclip_base_sthv2", ModelCfg::Aim(AimCfg::vitclip_base_sthv2())),
         ("aim_vitclip_large_sthv2", ModelCfg::Aim(AimCfg::vitclip_large_sthv2())),
+        ("mst_adapter_vit_b16_k400", ModelCfg::MstAdapter(MstAdapterCfg::vit_b16_k400())),
+        ("mst_adapter_vit_b16_ssv2", ModelCfg::MstAdapter(MstAdapterCfg::vit_b16_ssv2())),
+        ("mst_adapter_vit_l14_k400", ModelCfg::MstAdapter(MstAdapterCfg::vit_l14_k400())),
+        ("mst_adapter_vit_l14_ssv2", ModelCfg::MstAdapter(MstAdapterCfg::vit_l14_ssv2())),
         ("tiny_clip_baseline", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 })),
         ("tiny_st_adapter_k400", ModelCfg::StAdapter(tiny_st)),
         ("tiny_aim_k400", ModelCfg::Aim(tiny_aim)),
+        ("tiny_mst_adapter", ModelCfg::MstAdapter(MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 16, blocks: Blocks::Last(2), ..MstAdapterCfg::vit_b16_k400() })),
     ]
 }
 

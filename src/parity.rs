@@ -107,6 +107,7 @@ pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
         ModelCfg::ClipBaseline(_) => "frame-wise CLIP baseline".to_string(),
         ModelCfg::StAdapter(c) => format!("ST-Adapter ({} adapters, width {})", c.num_adapters(), c.adapter_width),
         ModelCfg::Aim(c) => format!("AIM (num_tadapter {}, s {})", c.num_tadapter, c.adapter_scale),
+        ModelCfg::MstAdapter(_) => "MST-Adapter".to_string(),
     };
     Ok(Outcome::Checked { model: model_name, diffs })
 }

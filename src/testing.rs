@@ -73,3 +73,18 @@ pub fn grads_by_key<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M, grads: &Gr
     visit(m, &mut g);
     g.1
 }
+
+/// Overwrites every parameter with deterministic random values (LayerNorm weights near 1, the
+/// rest N(0, 0.2²)), so no adapter starts as an identity and no gradient is zero by construction.
+pub fn randomize<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, seed: u64) {
+    struct R(crate::init::Init);
+    impl<E: Real, D: KitDevice<E>> VisitorMut<E, D> for R {
+        fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
+            let n = p.numel();
+            let ln_weight = key.ends_with("weight") && (key.contains("ln_") || key.contains("norm"));
+            let v: Vec<E> = self.0.normal(n, if ln_weight { 0.05 } else { 0.2 }).into_iter().map(|x| E::of(if ln_weight { 1.0 + x } else { x })).collect();
+            p.set(&v);
+        }
+    }
+    visit_mut(m, &mut R(crate::init::Init::seeded(seed)));
+}

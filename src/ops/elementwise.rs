@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
+use crate::param::Param;
 
 const CHUNK: usize = 1 << 14;
 
@@ -36,6 +37,72 @@ where
         });
     }
     y.put_tape(tape)
+}
+
+/// `base + Σᵢ wᵢ · termsᵢ`: MST-Adapter's fusion of its conv branches (Eq. 8). The weights are a
+/// trainable parameter (one scalar per term) or fixed values (plain averaging). Gradients go to
+/// `base`, every term, and the weights when trainable.
+pub fn fuse<S, E, D, TB, T>(base: Tensor<S, E, D, TB>, terms: Vec<Tensor<S, E, D, T>>, weights: &Weights<E, D>) -> Tensor<S, E, D, T>
+where
+    S: Shape,
+    E: Real,
+    D: KitDevice<E>,
+    TB: Tape<E, D>,
+    T: Tape<E, D> + Merge<TB>,
+{
+    let shape = *base.shape();
+    let w: Vec<E> = match weights {
+        Weights::Learned(p) => host(&p.value),
+        Weights::Fixed(v) => v.iter().map(|x| E::of(*x)).collect(),
+    };
+    assert_eq!(w.len(), terms.len(), "fuse: {} weights for {} terms", w.len(), terms.len());
+    let dev = base.device().clone();
+    let (base, tb) = base.split_tape();
+    let mut tape = T::default().merge(tb);
+    let mut kept = Vec::new();
+    for t in terms {
+        assert_eq!(t.shape().concrete(), shape.concrete(), "fuse: term shape differs");
+        let (t, tt) = t.split_tape();
+        tape = tape.merge(tt);
+        kept.push(t);
+    }
+    let mut y = host(&base);
+    let values: Vec<Vec<E>> = kept.iter().map(|t| host(t)).collect();
+    for (tv, wi) in values.iter().zip(&w) {
+        y.par_iter_mut().with_min_len(CHUNK).zip(tv.par_iter()).for_each(|(a, b)| *a = *a + *wi * *b);
+    }
+    let y = tensor(&dev, y, shape);
+    if T::OWNS_TAPE {
+        let (bg, yg) = (base.ghost(), y.ghost());
+        let term_ghosts: Vec<_> = kept.iter().map(|t| t.ghost()).collect();
+        let w_param = match weights {
+            Weights::Learned(p) if p.trainable => Some(p.value.clone()),
+            _ => None,
+        };
+        let values = w_param.is_some().then_some(values);
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&bg)?, |g| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v))?;
+            for (tg, wi) in term_ghosts.iter().zip(&w) {
+                dev.update(grads.get_or_alloc_mut(tg)?, |g| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *wi * *v))?;
+            }
+            if let (Some(wp), Some(values)) = (&w_param, &values) {
+                let dw: Vec<E> = values.iter().map(|tv| tv.par_iter().zip(gy.par_iter()).map(|(a, b)| *a * *b).sum()).collect();
+                dev.update(grads.get_or_alloc_mut(wp)?, |g| g.iter_mut().zip(&dw).for_each(|(u, v)| *u = *u + *v))?;
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// The fusion weights of [`fuse`].
+#[derive(Clone, Debug)]
+pub enum Weights<E: Dtype, D: Storage<E>> {
+    /// One learned scalar per term (MST-Adapter: initialised to 0.33).
+    Learned(Param<(usize,), E, D>),
+    /// Fixed weights (plain averaging: 1/3 each); no parameters.
+    Fixed(Vec<f64>),
 }
 
 /// `s · x` for a constant s.
@@ -137,5 +204,34 @@ mod tests {
         let (av, bv) = (a.as_vec(), b.as_vec());
         let want: f64 = (0..3).map(|t| 0.5 * (av[t * c] + bv[t * c]) * factors[t]).sum::<f64>() / 3.0;
         assert!((f(a, b).as_vec()[0] - want).abs() < 1e-12);
+    }
+
+    /// `fuse`: base + Σ wᵢ termsᵢ, gradients to base, terms and the learned weights.
+    #[test]
+    fn fuse_matches_its_definition_and_finite_differences() {
+        let dev = Cpu::default();
+        let n = 12usize;
+        let mk = |seed| dev.tensor_from_vec(rand_vec(seed, n), (n,));
+        let (b, t1, t2) = (mk(1), mk(2), mk(3));
+        let w = Param::new(dev.tensor_from_vec(vec![0.33, -0.7], (2usize,)), true);
+        let r = rand_vec(4, n);
+        let f = |b: Tensor<(usize,), f64, Cpu>, t1: Tensor<(usize,), f64, Cpu>, t2: Tensor<(usize,), f64, Cpu>, w: &Param<(usize,), f64, Cpu>| {
+            weighted_sum_value(&fuse(b, vec![t1, t2], &Weights::Learned(w.clone())), &r)
+        };
+        let y = fuse(b.clone(), vec![t1.clone(), t2.clone()], &Weights::Learned(w.clone())).as_vec();
+        let (bv, v1, v2) = (b.as_vec(), t1.as_vec(), t2.as_vec());
+        assert!((0..n).all(|i| (y[i] - (bv[i] + 0.33 * v1[i] - 0.7 * v2[i])).abs() < 1e-12));
+        let (bt, tape) = b.leaky_trace().split_tape();
+        let g = weighted_sum(fuse(bt.put_tape(tape), vec![t1.retaped::<OwnedTape<f64, Cpu>>(), t2.retaped()], &Weights::Learned(w.clone())), &r).backward();
+        let from = |v: &[f64]| dev.tensor_from_vec(v.to_vec(), (n,));
+        assert_close("dbase", &g.get(&b).as_vec(), &numeric_grad(&bv, |v| f(from(v), t1.clone(), t2.clone(), &w)));
+        assert_close("dterm1", &g.get(&t1).as_vec(), &numeric_grad(&v1, |v| f(b.clone(), from(v), t2.clone(), &w)));
+        assert_close("dterm2", &g.get(&t2).as_vec(), &numeric_grad(&v2, |v| f(b.clone(), t1.clone(), from(v), &w)));
+        let num_w = numeric_grad(&w.to_vec(), |v| {
+            let mut w2 = w.clone();
+            w2.set(v);
+            f(b.clone(), t1.clone(), t2.clone(), &w2)
+        });
+        assert_close("dw", &g.get(&w.value).as_vec(), &num_w);
     }
 }

@@ -30,7 +30,7 @@ pub(crate) mod gradcheck;
 pub use activation::{gelu, quick_gelu};
 pub use attention::{self_attention, SeqAxis};
 pub use dwconv3d::{dwconv3d, Grid, Kernel3};
-pub use elementwise::{add, drop_rows, mean_over_frames, scale};
+pub use elementwise::{add, drop_rows, fuse, mean_over_frames, scale, Weights};
 pub use layer_norm::layer_norm;
 pub use linear::{frozen_linear, linear, Linear};
 pub use loss::cross_entropy;

@@ -1,0 +1,106 @@
+//! Finite-difference checks (f64) of the gradients every adapter's trainable parameters receive
+//! through a whole tiny model: logits → a fixed random weighting → backward, against central
+//! differences of the same scalar, on a few coordinates of every trainable tensor.
+
+use dfdx::prelude::*;
+use video_adapters::clip::vit::Video;
+use video_adapters::clip::ClipCfg;
+use video_adapters::init::Init;
+use video_adapters::ops::Kernel3;
+use video_adapters::param::{param_list, Params};
+use video_adapters::testing::{grads_by_key, param_values, randomize, set_param_values};
+use video_adapters::Ctx;
+
+type Tp = OwnedTape<f64, Cpu>;
+const STEP: f64 = 1e-5;
+
+fn video(dev: &Cpu) -> Video<f64, Cpu> {
+    let v = Init::seeded(99).normal(2 * 3 * 4 * 32 * 32, 1.0);
+    dev.tensor_from_vec(v, (2, Const::<3>, 4, 32, 32))
+}
+
+/// Checks 5 coordinates of every trainable tensor; returns the worst relative error.
+fn check<M: Params<f64, Cpu> + Clone>(model: M, forward: impl Fn(&M, Ctx) -> (Tensor<(usize, usize), f64, Cpu, Tp>, Option<Tensor<(usize, usize), f64, Cpu>>)) -> f64 {
+    let r: Vec<f64> = Init::seeded(7).normal(64, 1.0);
+    let loss = |m: &M| -> f64 {
+        let (_, untraced) = forward(m, Ctx::eval());
+        untraced.unwrap().as_vec().iter().zip(&r).map(|(a, b)| a * b).sum()
+    };
+    let (logits, _) = forward(&model, Ctx::eval());
+    let n = logits.shape().num_elements();
+    let weights = logits.device().tensor_from_vec(r[..n].to_vec(), *logits.shape());
+    let g = (logits * weights).sum::<Rank0, _>().backward();
+    let analytic = grads_by_key(&model, &g);
+    let mut worst: f64 = 0.0;
+    let trainable: Vec<_> = param_list(&model).into_iter().filter(|p| p.trainable).collect();
+    assert!(!trainable.is_empty());
+    for p in trainable {
+        let a = analytic.get(&p.key).unwrap_or_else(|| panic!("`{}` got no gradient", p.key));
+        let base = param_values(&model, &p.key);
+        for j in 0..5.min(base.len()) {
+            let i = (j * 7919 + 13) % base.len();
+            let mut m = model.clone();
+            let mut v = base.clone();
+            v[i] = base[i] + STEP;
+            set_param_values(&mut m, &p.key, &v);
+            let lp = loss(&m);
+            v[i] = base[i] - STEP;
+            set_param_values(&mut m, &p.key, &v);
+            let lm = loss(&m);
+            let num = (lp - lm) / (2.0 * STEP);
+            let err = (a[i] - num).abs() / a[i].abs().max(num.abs()).max(1e-3);
+            assert!(err < 1e-6, "`{}`[{i}]: analytic {} vs numeric {num} (relative error {err:e})", p.key, a[i]);
+            worst = worst.max(err);
+        }
+    }
+    worst
+}
+
+/// ST-Adapter with adapters at all three positions and a 3×3×3 kernel.
+#[test]
+fn st_adapter_gradients_match_finite_differences() {
+    use video_adapters::st_adapter::{Blocks, Position, StAdapterCfg};
+    let dev = Cpu::default();
+    let cfg = StAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, kernel: Kernel3::new(3, 3, 3), positions: vec![Position::PreAttn, Position::PreMlp, Position::PostMlp], blocks: Blocks::Last(2) };
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    randomize(&mut m, 2);
+    let v = video(&dev);
+    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    println!("ST-Adapter: worst relative error {worst:e}");
+}
+
+/// AIM with all four adapters (num_tadapter = 2) and s = 0.7.
+#[test]
+fn aim_gradients_match_finite_differences() {
+    use video_adapters::aim::AimCfg;
+    use video_adapters::st_adapter::Blocks;
+    let dev = Cpu::default();
+    let cfg = AimCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, num_tadapter: 2, adapter_scale: 0.7, blocks: Blocks::Last(2), ..AimCfg::vitclip_base_k400() };
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    randomize(&mut m, 3);
+    let v = video(&dev);
+    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    println!("AIM: worst relative error {worst:e}");
+}
+
+/// MST-Adapter in every placement, with the CLS shift; dense and depthwise 1×1×1, learned and
+/// averaged fusion.
+#[test]
+fn mst_adapter_gradients_match_finite_differences() {
+    use video_adapters::mst_adapter::{Fusion, MstAdapterCfg, Placement, Pointwise};
+    use video_adapters::st_adapter::Blocks;
+    let dev = Cpu::default();
+    let v = video(&dev);
+    for (placement, pointwise, fusion) in [
+        (Placement::PostResidual, Pointwise::Dense, Fusion::Learned { init: 0.33 }),
+        (Placement::PriorLn, Pointwise::Depthwise, Fusion::Average),
+        (Placement::PriorBranch, Pointwise::None, Fusion::Learned { init: 0.33 }),
+        (Placement::PostBranch, Pointwise::Dense, Fusion::Learned { init: 0.33 }),
+    ] {
+        let cfg = MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, blocks: Blocks::Last(2), placement, pointwise, fusion, ..MstAdapterCfg::vit_b16_k400() };
+        let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+        randomize(&mut m, 4);
+        let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+        println!("MST-Adapter {placement:?} {pointwise:?} {fusion:?}: worst relative error {worst:e}");
+    }
+}
