@@ -123,8 +123,10 @@ pub struct VisionTransformer<const C: usize, B, E: Dtype, D: Storage<E>> {
     pub conv1: Linear<usize, Const<C>, E, D>,
     pub class_embedding: Param<(Const<C>,), E, D>,
     pub positional_embedding: Param<(usize, Const<C>), E, D>,
-    /// AIM's trainable (1, T, C) embedding, added to every token of frame t.
+    /// AIM's trainable (1, T, C) embedding, added to every token of frame t (TimeSformer's
+    /// `time_embed`: to the patch tokens only, `temporal_on_cls = false`).
     pub temporal_embedding: Option<Param<(usize, Const<C>), E, D>>,
+    pub temporal_on_cls: bool,
     pub ln_pre: Option<LayerNorm<Const<C>, E, D>>,
     pub transformer: Transformer<B>,
     pub ln_post: LayerNorm<Const<C>, E, D>,
@@ -155,6 +157,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
                 let te = constant(dev, (t, Const::<C>), 0.0, false);
                 Param::stored_as(te.value, false, &[1, t, C])
             }),
+            temporal_on_cls: true,
             ln_pre: cfg.ln_pre.then(|| layer_norm(dev)),
             transformer: Transformer { resblocks: (0..cfg.layers).map(|i| block(i, init)).collect() },
             ln_post: layer_norm(dev),
@@ -208,7 +211,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
     /// `ln_pre([class_embedding; conv1(patches)] + positional_embedding (+ temporal_embedding[t]))`.
     fn embed<T: Tape<E, D>>(&self, patches: Tensor<(usize, usize, usize), E, D, T>, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let x = self.conv1.forward(patches); // (B·T, H·W, C)
-        let x = ops::embed_tokens(x, &self.class_embedding, &self.positional_embedding, self.temporal_embedding.as_ref());
+        let x = ops::embed_tokens(x, &self.class_embedding, &self.positional_embedding, self.temporal_embedding.as_ref(), self.temporal_on_cls);
         let x = match &self.ln_pre {
             Some(ln) => ln.forward(x),
             None => x,

@@ -108,7 +108,8 @@ where
 }
 
 /// Builds the token sequence of every frame: `[class_embedding; patches] + positional_embedding`
-/// (+ `temporal_embedding[t]` on every token of frame t, AIM). (N, P, C) → (N, 1 + P, C).
+/// (+ `temporal_embedding[t]` on every token of frame t, AIM; on the patches only when
+/// `temporal_on_cls` is false, TimeSformer). (N, P, C) → (N, 1 + P, C).
 ///
 /// Gradients flow to the patches (when traced) and to each trainable embedding.
 pub fn embed_tokens<X, E, D, T>(
@@ -116,6 +117,7 @@ pub fn embed_tokens<X, E, D, T>(
     class_embedding: &Param<(X,), E, D>,
     positional_embedding: &Param<(usize, X), E, D>,
     temporal_embedding: Option<&Param<(usize, X), E, D>>,
+    temporal_on_cls: bool,
 ) -> Tok<X, E, D, T>
 where
     X: Dim,
@@ -143,7 +145,8 @@ where
             yr.iter_mut().zip(pos.iter()).for_each(|(a, b)| *a = *a + *b);
             if let Some(tem) = &tem {
                 let te = &tem[(r % frames) * c..(r % frames + 1) * c];
-                yr.chunks_exact_mut(c).for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
+                let skip = if temporal_on_cls { 0 } else { 1 };
+                yr.chunks_exact_mut(c).skip(skip).for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
             }
         });
     }
@@ -176,7 +179,7 @@ where
                 let mut dt = vec![E::zero(); frames * c];
                 for (r, yr) in gy.chunks_exact(l * c).enumerate() {
                     let d = &mut dt[(r % frames) * c..(r % frames + 1) * c];
-                    yr.chunks_exact(c).for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
+                    yr.chunks_exact(c).skip(if temporal_on_cls { 0 } else { 1 }).for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
                 }
                 dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&dt).for_each(|(a, b)| *a = *a + *b))?;
             }
@@ -196,26 +199,46 @@ pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     from_next: usize,
     from_prev: usize,
 ) -> Tok<X, E, D, T> {
+    temporal_shift(x, frames, &[Shift { start: 0, len: from_next, dt: 1 }, Shift { start: from_next, len: from_prev, dt: -1 }], true)
+}
+
+/// A block of channels moved across frames: channels `[start, start + len)` of frame t take the
+/// values of frame t + dt (zero where t + dt is outside the clip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shift {
+    pub start: usize,
+    pub len: usize,
+    pub dt: isize,
+}
+
+/// Moves channel blocks across the frames of each video, for the CLS token only (`cls_only`) or
+/// for every token. Channels in no block stay. Used for MST-Adapter's CLS shift and for X-ViT's
+/// key/value mixing.
+pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, frames: usize, shifts: &[Shift], cls_only: bool) -> Tok<X, E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
-    assert!(from_next + from_prev <= c, "cls_shift: {from_next} + {from_prev} channels exceed width {c}");
-    assert_eq!(n % frames, 0, "cls_shift: {n} frame rows is not a multiple of T = {frames}");
-    // source row of CLS channel ch in frame row r, if any
-    let src = move |r: usize, ch: usize| -> Option<usize> {
-        let t = r % frames;
-        if ch < from_next {
-            (t + 1 < frames).then_some(r + 1)
-        } else if ch < from_next + from_prev {
-            (t > 0).then(|| r - 1)
-        } else {
-            Some(r)
-        }
+    assert_eq!(n % frames, 0, "temporal_shift: {n} frame rows is not a multiple of T = {frames}");
+    let mut src_dt = vec![0isize; c]; // per channel: the frame offset it reads from
+    for s in shifts {
+        assert!(s.start + s.len <= c, "temporal_shift: channels {}..{} exceed width {c}", s.start, s.start + s.len);
+        src_dt[s.start..s.start + s.len].iter_mut().for_each(|d| *d = s.dt);
+    }
+    let tokens = if cls_only { 1 } else { l };
+    // source index of element (r, tok, ch), or None (zero)
+    let src = move |r: usize, tok: usize, ch: usize, dt: isize| -> Option<usize> {
+        let t = (r % frames) as isize + dt;
+        (0..frames as isize).contains(&t).then(|| (((r as isize + dt) as usize) * l + tok) * c + ch)
     };
+    let dts = src_dt.clone();
     select(x, (n, l, xd), move |xv: &[E], y: &mut [E]| {
         y.copy_from_slice(xv);
         for r in 0..n {
-            for ch in 0..from_next + from_prev {
-                y[r * l * c + ch] = src(r, ch).map_or(E::zero(), |s| xv[s * l * c + ch]);
+            for tok in 0..tokens {
+                for ch in 0..c {
+                    if dts[ch] != 0 {
+                        y[(r * l + tok) * c + ch] = src(r, tok, ch, dts[ch]).map_or(E::zero(), |i| xv[i]);
+                    }
+                }
             }
         }
     }, move |gy: &[E], gx: &mut [E]| {
@@ -223,9 +246,9 @@ pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             for tok in 0..l {
                 for ch in 0..c {
                     let i = (r * l + tok) * c + ch;
-                    if tok == 0 && ch < from_next + from_prev {
-                        if let Some(s) = src(r, ch) {
-                            gx[s * l * c + ch] = gx[s * l * c + ch] + gy[i];
+                    if tok < tokens && src_dt[ch] != 0 {
+                        if let Some(s) = src(r, tok, ch, src_dt[ch]) {
+                            gx[s] = gx[s] + gy[i];
                         }
                     } else {
                         gx[i] = gx[i] + gy[i];
@@ -234,6 +257,83 @@ pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             }
         }
     })
+}
+
+/// Replaces the CLS token of every frame by its mean over the T frames of the video. TimeSformer
+/// keeps one CLS per video: with identical per-frame copies, averaging the copies' residuals is
+/// its `cls_token = mean over T of the spatial attention's CLS outputs`.
+pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, frames: usize) -> Tok<X, E, D, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    assert_eq!(n % frames, 0, "average_cls: {n} frame rows is not a multiple of T = {frames}");
+    let inv = E::one() / E::of(frames as f64);
+    let mean = move |v: &[E], r: usize, ch: usize| -> E {
+        let b0 = r - r % frames;
+        (b0..b0 + frames).map(|q| v[q * l * c + ch]).fold(E::zero(), |a, b| a + b) * inv
+    };
+    select(x, (n, l, xd), move |xv: &[E], y: &mut [E]| {
+        y.copy_from_slice(xv);
+        for r in 0..n {
+            for ch in 0..c {
+                y[r * l * c + ch] = mean(xv, r, ch);
+            }
+        }
+    }, move |gy: &[E], gx: &mut [E]| {
+        for r in 0..n {
+            for tok in 0..l {
+                for ch in 0..c {
+                    let i = (r * l + tok) * c + ch;
+                    gx[i] = gx[i] + if tok == 0 { mean(gy, r, ch) } else { gy[i] };
+                }
+            }
+        }
+    })
+}
+
+/// VPT-deep: replaces the `old` prompt tokens that follow CLS with the learned `prompts` (N, X):
+/// `[cls, old prompts, patches]` → `[cls, prompts, patches]`. Gradients go to CLS and the
+/// patches, and to the prompts (summed over frames) when trainable; the old prompts get none.
+pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, old: usize, prompts: &Param<(usize, X), E, D>) -> Tok<X, E, D, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    let np = prompts.value.shape().0;
+    assert!(l > old, "set_prompts: {old} prompts in {l} tokens");
+    let l2 = l - old + np;
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let xv = host(&x);
+    let pv = host(&prompts.value);
+    let mut y = vec![E::zero(); n * l2 * c];
+    for r in 0..n {
+        let (src, dst) = (&xv[r * l * c..(r + 1) * l * c], &mut y[r * l2 * c..(r + 1) * l2 * c]);
+        dst[..c].copy_from_slice(&src[..c]);
+        dst[c..(1 + np) * c].copy_from_slice(&pv);
+        dst[(1 + np) * c..].copy_from_slice(&src[(1 + old) * c..]);
+    }
+    let y = tensor(&dev, y, (n, l2, xd));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        let pg = prompts.trainable.then(|| prompts.value.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
+                for r in 0..n {
+                    let (g, d) = (&gy[r * l2 * c..(r + 1) * l2 * c], &mut gx[r * l * c..(r + 1) * l * c]);
+                    d[..c].iter_mut().zip(&g[..c]).for_each(|(a, b)| *a = *a + *b);
+                    d[(1 + old) * c..].iter_mut().zip(&g[(1 + np) * c..]).for_each(|(a, b)| *a = *a + *b);
+                }
+            })?;
+            if let Some(pg) = &pg {
+                dev.update(grads.get_or_alloc_mut(pg)?, |gp| {
+                    for r in 0..n {
+                        gp.iter_mut().zip(&gy[r * l2 * c + c..r * l2 * c + (1 + np) * c]).for_each(|(a, b)| *a = *a + *b);
+                    }
+                })?;
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
 }
 
 #[cfg(test)]
@@ -306,17 +406,50 @@ mod tests {
         let pos = Param::new(dev.tensor_from_vec(rand_vec(8, L * C), (L, Const::<C>)), true);
         let tem = Param::new(dev.tensor_from_vec(rand_vec(9, frames * C), (frames, Const::<C>)), true);
         let r = rand_vec(10, N * L * C);
-        let g = weighted_sum(embed_tokens(p.leaky_trace(), &cls, &pos, Some(&tem)), &r).backward();
+        for on_cls in [true, false] {
+        let g = weighted_sum(embed_tokens(p.leaky_trace(), &cls, &pos, Some(&tem), on_cls), &r).backward();
         let loss = |pv: &[f64], cv: &[f64], sv: &[f64], tv: &[f64]| {
             let mk1 = |v: &[f64]| Param::new(dev.tensor_from_vec(v.to_vec(), (Const::<C>,)), true);
             let mk2 = |v: &[f64], rows| Param::new(dev.tensor_from_vec(v.to_vec(), (rows, Const::<C>)), true);
-            weighted_sum_value(&embed_tokens(dev.tensor_from_vec(pv.to_vec(), (N, L - 1, Const::<C>)), &mk1(cv), &mk2(sv, L), Some(&mk2(tv, frames))), &r)
+            weighted_sum_value(&embed_tokens(dev.tensor_from_vec(pv.to_vec(), (N, L - 1, Const::<C>)), &mk1(cv), &mk2(sv, L), Some(&mk2(tv, frames)), on_cls), &r)
         };
         let (pv, cv, sv, tv) = (p.as_vec(), cls.to_vec(), pos.to_vec(), tem.to_vec());
         assert_close("dpatches", &g.get(&p).as_vec(), &numeric_grad(&pv, |v| loss(v, &cv, &sv, &tv)));
         assert_close("dclass", &g.get(&cls.value).as_vec(), &numeric_grad(&cv, |v| loss(&pv, v, &sv, &tv)));
         assert_close("dpos", &g.get(&pos.value).as_vec(), &numeric_grad(&sv, |v| loss(&pv, &cv, v, &tv)));
         assert_close("dtemporal", &g.get(&tem.value).as_vec(), &numeric_grad(&tv, |v| loss(&pv, &cv, &sv, v)));
+        }
+    }
+
+    /// Shift of all tokens (X-ViT's mixing), CLS averaging and prompt replacement: gradients
+    /// against finite differences.
+    #[test]
+    fn temporal_shift_average_cls_and_prompts_match_finite_differences() {
+        let dev = Cpu::default();
+        let frames = 3;
+        let x = x(&dev);
+        let xv = x.as_vec();
+        let from = |v: &[f64]| dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>));
+        let shifts = [Shift { start: 1, len: 1, dt: -1 }, Shift { start: 2, len: 2, dt: 1 }];
+        let r = rand_vec(12, N * L * C);
+        let g = weighted_sum(temporal_shift(x.leaky_trace(), frames, &shifts, false), &r).backward();
+        assert_close("shift", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&temporal_shift(from(v), frames, &shifts, false), &r)));
+        let g = weighted_sum(average_cls(x.leaky_trace(), frames), &r).backward();
+        assert_close("average_cls", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&average_cls(from(v), frames), &r)));
+        // forward of average_cls: CLS of row 4 = mean of rows 3, 4, 5
+        let y = average_cls(x.clone(), frames).as_vec();
+        assert!((y[4 * L * C] - (xv[3 * L * C] + xv[4 * L * C] + xv[5 * L * C]) / 3.0).abs() < 1e-12);
+        // prompts: 2 old → 3 new
+        let p = Param::new(dev.tensor_from_vec(rand_vec(13, 3 * C), (3usize, Const::<C>)), true);
+        let r2 = rand_vec(14, N * (L + 1) * C);
+        let g = weighted_sum(set_prompts(x.leaky_trace(), 2, &p), &r2).backward();
+        assert_close("prompts dx", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&set_prompts(from(v), 2, &p), &r2)));
+        let num_p = numeric_grad(&p.to_vec(), |v| {
+            let mut q = p.clone();
+            q.set(v);
+            weighted_sum_value(&set_prompts(x.clone(), 2, &q), &r2)
+        });
+        assert_close("prompts dp", &g.get(&p.value).as_vec(), &num_p);
     }
 
     /// CLS shift: forward against a direct definition, gradient against finite differences.
