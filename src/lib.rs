@@ -14,6 +14,7 @@
 //! tables, side by side with what our code computes).
 
 pub mod aim;
+pub mod baselines;
 pub mod clip;
 pub mod context;
 pub mod count;

@@ -7,6 +7,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::aim::{Aim, AimCfg};
+use crate::baselines::{Benchmark, BenchmarkCfg};
 use crate::clip::vit::{Block, FrameBaseline, FrameClassifier, Video};
 use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
 use crate::clip::ClipCfg;
@@ -44,6 +45,8 @@ pub enum ModelCfg {
     StAdapter(StAdapterCfg),
     Aim(AimCfg),
     MstAdapter(MstAdapterCfg),
+    /// ST-Adapter Table 1's baselines.
+    Benchmark(BenchmarkCfg),
 }
 
 impl ModelCfg {
@@ -53,6 +56,7 @@ impl ModelCfg {
             ModelCfg::StAdapter(c) => &c.clip,
             ModelCfg::Aim(c) => &c.clip,
             ModelCfg::MstAdapter(c) => &c.clip,
+            ModelCfg::Benchmark(c) => &c.clip,
         }
     }
 
@@ -72,6 +76,7 @@ impl ModelCfg {
             ModelCfg::StAdapter(c) => c.breakdown(),
             ModelCfg::Aim(c) => c.breakdown(),
             ModelCfg::MstAdapter(c) => c.breakdown(),
+            ModelCfg::Benchmark(c) => c.breakdown(),
         }
     }
 
@@ -83,6 +88,7 @@ impl ModelCfg {
             ModelCfg::StAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
             ModelCfg::Aim(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
             ModelCfg::MstAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
+            ModelCfg::Benchmark(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
         }
     }
 
@@ -95,7 +101,7 @@ impl ModelCfg {
 
 /// Every named model config the kit ships, as `(file stem, config)`: each is also
 /// `fixtures/configs/<stem>.ron` (a test keeps the files and this list equal).
-pub fn presets() -> Vec<(&'static str, ModelCfg)> {
+pub fn presets() -> Vec<(String, ModelCfg)> {
     use crate::st_adapter::{Blocks, Position};
     let tiny_st = StAdapterCfg {
         clip: ClipCfg::tiny(),
@@ -107,7 +113,7 @@ pub fn presets() -> Vec<(&'static str, ModelCfg)> {
         blocks: Blocks::Last(2),
     };
     let tiny_aim = AimCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, blocks: Blocks::Last(2), ..AimCfg::vitclip_base_k400() };
-    vec![
+    [
         ("clip_baseline_vit_b16", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_b16(), num_classes: 400, frames: 8 })),
         ("clip_baseline_vit_l14", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_l14(), num_classes: 400, frames: 8 })),
         ("st_adapter_vit_b16_12x384", ModelCfg::StAdapter(StAdapterCfg::vit_b16_12x384())),
@@ -121,11 +127,40 @@ pub fn presets() -> Vec<(&'static str, ModelCfg)> {
         ("mst_adapter_vit_b16_ssv2", ModelCfg::MstAdapter(MstAdapterCfg::vit_b16_ssv2())),
         ("mst_adapter_vit_l14_k400", ModelCfg::MstAdapter(MstAdapterCfg::vit_l14_k400())),
         ("mst_adapter_vit_l14_ssv2", ModelCfg::MstAdapter(MstAdapterCfg::vit_l14_ssv2())),
-        ("tiny_clip_baseline", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 })),
-        ("tiny_st_adapter_k400", ModelCfg::StAdapter(tiny_st)),
-        ("tiny_aim_k400", ModelCfg::Aim(tiny_aim)),
-        ("tiny_mst_adapter", ModelCfg::MstAdapter(MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 16, blocks: Blocks::Last(2), ..MstAdapterCfg::vit_b16_k400() })),
     ]
+    .into_iter()
+    .map(|(n, c)| (n.to_string(), c))
+    .chain(BenchmarkCfg::table1_rows().into_iter().map(|(arch, tuning)| {
+        let cfg = BenchmarkCfg::clip_b16(arch, tuning);
+        (benchmark_stem(&cfg), ModelCfg::Benchmark(cfg))
+    }))
+    .chain([
+        ("tiny_clip_baseline".to_string(), ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 })),
+        ("tiny_st_adapter_k400".to_string(), ModelCfg::StAdapter(tiny_st)),
+        ("tiny_aim_k400".to_string(), ModelCfg::Aim(tiny_aim)),
+        ("tiny_mst_adapter".to_string(), ModelCfg::MstAdapter(MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 16, blocks: Blocks::Last(2), ..MstAdapterCfg::vit_b16_k400() })),
+    ])
+    .collect()
+}
+
+/// File stem of a benchmark preset: "benchmark_sa_ta_partial".
+fn benchmark_stem(c: &BenchmarkCfg) -> String {
+    use crate::baselines::{Arch, Tuning};
+    let a = match c.arch {
+        Arch::Sa => "sa",
+        Arch::SaTa => "sa_ta",
+        Arch::SaTs => "sa_ts",
+    };
+    let t = match c.tuning {
+        Tuning::Full => "full",
+        Tuning::Partial => "partial",
+        Tuning::Temporal => "temporal",
+        Tuning::Prompt { .. } => "prompt",
+        Tuning::AttentionalPooling => "attentional_pooling",
+        Tuning::LinearProbe => "linear_probe",
+        Tuning::Adapter { .. } => "adapter",
+    };
+    format!("benchmark_{a}_{t}")
 }
 
 /// A config as pretty RON (how `fixtures/configs/*.ron` are written).
@@ -147,6 +182,21 @@ pub trait VideoModel {
 }
 
 impl<const C: usize, B: Block<C, f32, Cpu>> VideoModel for FrameClassifier<C, B, f32, Cpu> {
+    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
+        self.forward::<NoneTape>(video, ctx)
+    }
+    fn params(&self) -> Vec<ParamInfo> {
+        param_list(self)
+    }
+    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
+        load_params(self, path, map, fresh)
+    }
+    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
+        set_trainable(self, pred)
+    }
+}
+
+impl<const C: usize> VideoModel for Benchmark<C, f32, Cpu> {
     fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
         self.forward::<NoneTape>(video, ctx)
     }

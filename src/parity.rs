@@ -108,6 +108,7 @@ pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
         ModelCfg::StAdapter(c) => format!("ST-Adapter ({} adapters, width {})", c.num_adapters(), c.adapter_width),
         ModelCfg::Aim(c) => format!("AIM (num_tadapter {}, s {})", c.num_tadapter, c.adapter_scale),
         ModelCfg::MstAdapter(_) => "MST-Adapter".to_string(),
+        ModelCfg::Benchmark(c) => c.name(),
     };
     Ok(Outcome::Checked { model: model_name, diffs })
 }

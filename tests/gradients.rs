@@ -48,7 +48,10 @@ fn check<M: Params<f64, Cpu> + Clone>(model: M, forward: impl Fn(&M, Ctx) -> (Te
             set_param_values(&mut m, &p.key, &v);
             let lm = loss(&m);
             let num = (lp - lm) / (2.0 * STEP);
-            let err = (a[i] - num).abs() / a[i].abs().max(num.abs()).max(1e-3);
+            // floor 1e-2: through a whole model the central difference carries ~1e-9 of round-off,
+            // and some gradients are exactly zero (the key part of in_proj_bias: softmax ignores
+            // a constant added to every score of a row)
+            let err = (a[i] - num).abs() / a[i].abs().max(num.abs()).max(1e-2);
             assert!(err < 1e-6, "`{}`[{i}]: analytic {} vs numeric {num} (relative error {err:e})", p.key, a[i]);
             worst = worst.max(err);
         }
@@ -102,5 +105,27 @@ fn mst_adapter_gradients_match_finite_differences() {
         randomize(&mut m, 4);
         let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
         println!("MST-Adapter {placement:?} {pointwise:?} {fusion:?}: worst relative error {worst:e}");
+    }
+}
+
+/// The benchmark baselines' trainable parts (TimeSformer temporal attention and time embedding,
+/// X-ViT mixing and aggregation head, VPT prompts, attentional pooling, Houlsby adapter), fully
+/// trained so every path is checked.
+#[test]
+fn baseline_gradients_match_finite_differences() {
+    use video_adapters::baselines::{Arch, BenchmarkCfg, Tuning};
+    use video_adapters::param::set_trainable;
+    let dev = Cpu::default();
+    let v = video(&dev);
+    for (arch, tuning) in [(Arch::SaTa, Tuning::Temporal), (Arch::SaTs, Tuning::Full), (Arch::Sa, Tuning::Prompt { tokens: 3 }), (Arch::Sa, Tuning::AttentionalPooling), (Arch::Sa, Tuning::Adapter { width: 8 })] {
+        let cfg = BenchmarkCfg { clip: ClipCfg::tiny(), arch, tuning, num_classes: 5, frames: 4 };
+        let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+        randomize(&mut m, 5);
+        if tuning == Tuning::Full {
+            // checking every tensor of a fully trained model is slow: the X-ViT parts suffice
+            set_trainable(&mut m, |k| k.starts_with("temporal_head.") || k.starts_with("transformer.resblocks.1.attn.") || k.starts_with("fc."));
+        }
+        let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+        println!("{}: worst relative error {worst:e}", cfg.name());
     }
 }
