@@ -25,6 +25,7 @@ pub mod mst_adapter;
 pub mod ops;
 pub mod optim;
 pub mod param;
+pub mod recipe;
 pub mod repro;
 pub mod parity;
 pub mod st_adapter;

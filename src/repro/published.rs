@@ -71,13 +71,18 @@ pub enum Cell {
     Missing,
 }
 
-/// A note attached to rows or to the whole table.
+/// A note attached to rows or to the whole table. A note that names `columns` explains why our
+/// computed value differs from the published one in those cells (the reproduction marks them
+/// "✗ <id>").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Note {
     pub id: String,
     /// Row ids (empty: the whole table).
     #[serde(default)]
     pub rows: Vec<String>,
+    /// Column keys this note explains a discrepancy in (empty: a remark, not an explanation).
+    #[serde(default)]
+    pub columns: Vec<String>,
     pub text: String,
 }
 
@@ -90,6 +95,10 @@ impl Published {
     }
     pub fn note(&self, id: &str) -> Option<&Note> {
         self.notes.iter().find(|n| n.id == id)
+    }
+    /// The note explaining a discrepancy in (row, column), if any.
+    pub fn explanation(&self, row: &str, column: &str) -> Option<&Note> {
+        self.notes.iter().find(|n| n.columns.iter().any(|c| c == column) && (n.rows.is_empty() || n.rows.iter().any(|r| r == row)))
     }
 
     /// Reads and checks a table: unique row ids, cells only in declared columns, notes pointing to
@@ -108,7 +117,11 @@ impl Published {
                 }
             }
         }
+        let mut note_ids = std::collections::BTreeSet::new();
         for n in &t.notes {
+            if !note_ids.insert(&n.id) {
+                anyhow::bail!("{}: duplicate note id `{}`", path.display(), n.id);
+            }
             for r in &n.rows {
                 if t.row(r).is_none() {
                     anyhow::bail!("{}: note `{}` refers to unknown row `{r}`", path.display(), n.id);

@@ -1,0 +1,69 @@
+//! Training recipes: the settings a training run uses besides the model (optimizer, batch, schedule,
+//! augmentation, test views), as presets named after the paper settings they follow.
+
+use serde::{Deserialize, Serialize};
+
+use crate::optim::AdamWCfg;
+
+/// How training frames are resized before the crop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Resize {
+    /// Scale the short side to a random length in [min, max], then crop (K400).
+    ShortSideJitter { min: usize, max: usize },
+    /// torchvision-style RandomResizedCrop to the crop size (SSv2).
+    RandomResizedCrop,
+}
+
+/// How the frames of a clip are picked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Sampling {
+    /// Every `stride`-th frame: 16 for 8 frames, 8 for 16, 4 for 32 (K400).
+    Stride { by_frames: Vec<(usize, usize)> },
+    /// Frames spread evenly over the whole video (SSv2).
+    Uniform,
+}
+
+/// A training recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub optimizer: AdamWCfg,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub resize: Resize,
+    pub crop: usize,
+    pub sampling: Sampling,
+    pub mirror: bool,
+    pub rand_augment: bool,
+    /// Test views: (temporal clips, spatial crops).
+    pub test_views: (usize, usize),
+}
+
+impl Recipe {
+    /// ST-Adapter on Kinetics-400 with ViT-B/16 (ST-Adapter appendix, Table 8).
+    pub fn st_k400_vit_b() -> Self {
+        Self {
+            optimizer: AdamWCfg { lr: 5e-4, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 1e-2 },
+            batch_size: 128,
+            steps: 20_000,
+            resize: Resize::ShortSideJitter { min: 224, max: 256 },
+            crop: 224,
+            sampling: Sampling::Stride { by_frames: vec![(8, 16), (16, 8), (32, 4)] },
+            mirror: true,
+            rand_augment: false,
+            test_views: (3, 1),
+        }
+    }
+    /// ST-Adapter, Kinetics-400, ViT-L: as ViT-B, 40k steps.
+    pub fn st_k400_vit_l() -> Self {
+        Self { steps: 40_000, ..Self::st_k400_vit_b() }
+    }
+    /// ST-Adapter, Something-Something v2, ViT-B: RandomResizedCrop, uniform sampling, no mirror,
+    /// RandAugment, 50k steps, 1 temporal × 3 spatial test views.
+    pub fn st_ssv2_vit_b() -> Self {
+        Self { steps: 50_000, resize: Resize::RandomResizedCrop, sampling: Sampling::Uniform, mirror: false, rand_augment: true, test_views: (1, 3), ..Self::st_k400_vit_b() }
+    }
+    /// ST-Adapter, Something-Something v2, ViT-L: as ViT-B.
+    pub fn st_ssv2_vit_l() -> Self {
+        Self::st_ssv2_vit_b()
+    }
+}
