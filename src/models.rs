@@ -15,6 +15,7 @@ use crate::context::Ctx;
 use crate::count::{encoder_lines, Breakdown};
 use crate::st_adapter::head_lines;
 use crate::init::Init;
+use crate::optim::AdamW;
 use crate::param::{param_list, set_trainable, ParamInfo, Params};
 use crate::mst_adapter::MstAdapterCfg;
 use crate::st_adapter::StAdapterCfg;
@@ -179,6 +180,9 @@ pub trait VideoModel {
     fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError>;
     /// Marks the parameters whose key satisfies `pred` trainable, all others frozen.
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool);
+    /// One training step: traced forward (dropout on), cross-entropy, backward, AdamW update of
+    /// the trainable set. Returns the loss.
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32;
 }
 
 impl<const C: usize, B: Block<C, f32, Cpu>> VideoModel for FrameClassifier<C, B, f32, Cpu> {
@@ -193,6 +197,13 @@ impl<const C: usize, B: Block<C, f32, Cpu>> VideoModel for FrameClassifier<C, B,
     }
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
         set_trainable(self, pred)
+    }
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+        let value = loss.retaped::<NoneTape>().as_vec()[0];
+        let grads = loss.backward();
+        opt.update(self, &grads);
+        value
     }
 }
 
@@ -209,6 +220,13 @@ impl<const C: usize> VideoModel for Benchmark<C, f32, Cpu> {
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
         set_trainable(self, pred)
     }
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+        let value = loss.retaped::<NoneTape>().as_vec()[0];
+        let grads = loss.backward();
+        opt.update(self, &grads);
+        value
+    }
 }
 
 impl<const C: usize> VideoModel for Aim<C, f32, Cpu> {
@@ -223,6 +241,13 @@ impl<const C: usize> VideoModel for Aim<C, f32, Cpu> {
     }
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
         set_trainable(self, pred)
+    }
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+        let value = loss.retaped::<NoneTape>().as_vec()[0];
+        let grads = loss.backward();
+        opt.update(self, &grads);
+        value
     }
 }
 

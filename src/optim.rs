@@ -30,15 +30,16 @@ impl Default for AdamWCfg {
 /// Per-parameter multipliers: (lr multiplier, weight-decay multiplier) for a key.
 pub type Groups = Box<dyn Fn(&str) -> (f64, f64)>;
 
-/// AdamW state: step count and first/second moments by key (so a checkpoint can store it by name).
-pub struct AdamW {
+/// AdamW state: step count and first/second moments by key (so a checkpoint can store it by
+/// name), in the model's element type.
+pub struct AdamW<E = f32> {
     pub cfg: AdamWCfg,
     pub step: u64,
-    pub moments: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+    pub moments: BTreeMap<String, (Vec<E>, Vec<E>)>,
     groups: Groups,
 }
 
-impl AdamW {
+impl<E: Real> AdamW<E> {
     pub fn new(cfg: AdamWCfg) -> Self {
         Self { cfg, step: 0, moments: BTreeMap::new(), groups: Box::new(|_| (1.0, 1.0)) }
     }
@@ -51,10 +52,10 @@ impl AdamW {
 
     /// One update of every trainable parameter of `model` from `grads`. Panics, naming the key, if
     /// a trainable parameter has no gradient (it was not on the traced path).
-    pub fn update<E: Real, D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &Gradients<E, D>) {
+    pub fn update<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &Gradients<E, D>) {
         self.step += 1;
         struct Step<'a, E: Real, D: KitDevice<E>> {
-            opt: &'a mut AdamW,
+            opt: &'a mut AdamW<E>,
             grads: &'a Gradients<E, D>,
         }
         impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Step<'a, E, D> {
@@ -63,22 +64,25 @@ impl AdamW {
                     return;
                 }
                 assert!(has_grad(self.grads, &p.value), "trainable parameter `{key}` received no gradient");
-                let g: Vec<f64> = self.grads.get(&p.value).as_vec().into_iter().map(|v| v.f64()).collect();
+                let g = self.grads.get(&p.value).as_vec();
                 let (lr_mult, wd_mult) = (self.opt.groups)(key);
                 let c = &self.opt.cfg;
                 let (lr, wd) = (c.lr * lr_mult, c.weight_decay * wd_mult);
                 let t = self.opt.step as i32;
                 let (b1, b2) = c.betas;
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-                let (m, v) = self.opt.moments.entry(key.to_string()).or_insert_with(|| (vec![0.0; g.len()], vec![0.0; g.len()]));
-                let mut w: Vec<f64> = p.to_vec().into_iter().map(|x| x.f64()).collect();
+                let (m, v) = self.opt.moments.entry(key.to_string()).or_insert_with(|| (vec![E::zero(); g.len()], vec![E::zero(); g.len()]));
+                let (b1, b2, eps) = (E::of(b1), E::of(b2), E::of(c.eps));
+                let (step, decay) = (E::of(lr / bc1), E::one() - E::of(lr * wd));
+                let inv_bc2 = E::of(1.0 / bc2);
+                let mut w = p.to_vec();
                 for i in 0..w.len() {
-                    w[i] *= 1.0 - lr * wd;
-                    m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                    v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                    w[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + c.eps);
+                    w[i] = w[i] * decay;
+                    m[i] = b1 * m[i] + (E::one() - b1) * g[i];
+                    v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
+                    w[i] = w[i] - step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
                 }
-                p.set(&w.into_iter().map(E::of).collect::<Vec<_>>());
+                p.set(&w);
             }
         }
         visit_mut(model, &mut Step { opt: self, grads });
@@ -110,7 +114,7 @@ mod tests {
         let x = m.0.value.leaky_trace();
         let loss = (x * dev.tensor_from_vec(vec![0.5, 0.5], (2usize,))).sum::<Rank0, _>();
         let g = loss.backward();
-        let mut opt = AdamW::new(AdamWCfg { lr: 0.1, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.1 });
+        let mut opt = AdamW::<f64>::new(AdamWCfg { lr: 0.1, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.1 });
         opt.update(&mut m, &g);
         let w = m.0.to_vec();
         assert!((w[0] - (1.0 * 0.99 - 0.1)).abs() < 1e-7 && (w[1] - (-2.0 * 0.99 - 0.1)).abs() < 1e-7, "{w:?}");

@@ -86,6 +86,9 @@ pub struct Args {
     /// real data; their numbers fill the "ours" result columns.
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Timed repetitions per model for the measured cost tables (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
 }
 
 const ABOUT: &str = "Reproduce one published table side by side with what this kit computes.
@@ -147,9 +150,10 @@ fn decimals(v: f64) -> usize {
     s.split_once('.').map_or(0, |(_, f)| f.len())
 }
 
-/// Whether `ours` prints as `published` at its precision, rounded or truncated.
-pub fn matches(ours: f64, published: f64) -> bool {
-    let d = decimals(published) as i32;
+/// Whether `ours` prints as `published` at its precision (at least `min_decimals`), rounded or
+/// truncated.
+pub fn matches(ours: f64, published: f64, min_decimals: usize) -> bool {
+    let d = decimals(published).max(min_decimals) as i32;
     let scale = 10f64.powi(d);
     let rounded = (ours * scale).round() / scale;
     let truncated = (ours * scale + 1e-9).floor() / scale;
@@ -231,7 +235,7 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
                         (Some(v), Some(p)) => {
                             cells.push(fmt_num(v));
                             cells.push(format!("{:+.2}", v - p));
-                            if matches(v, p) {
+                            if matches(v, p, table.column(key).and_then(|c| c.decimals).unwrap_or(0)) {
                                 cells.push("✓".into());
                                 marks.0 += 1;
                             } else {

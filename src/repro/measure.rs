@@ -1,15 +1,211 @@
-//! Measured cost columns (training time and memory, inference latency and throughput), placeholder.
+//! Measured cost columns: training-step time and peak memory, inference latency and throughput,
+//! measured on this machine in one run, each model in its own child process (so its peak memory
+//! is its own), and reported as ratios between the table's rows next to the published ratios.
+//!
+//! Absolute CPU seconds say nothing about the papers' GPUs; ratios between rows measured side by
+//! side are what can be compared. Medians over repetitions; the machine is shared and noisy.
+
+use std::process::Command;
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::engine::{Report, Spec};
+use super::published::Cell;
+use crate::clip::vit::Video;
+use crate::context::Ctx;
+use crate::init::Init;
+use crate::optim::{AdamW, AdamWCfg};
 
 /// Which measurement a cost table adds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Measure {
+    /// One training step (forward, backward, AdamW) of one 8-frame clip: median time, peak memory.
     Training,
+    /// Latency of one 8-frame clip, and throughput at batch 4 (the paper: 32).
     Inference,
 }
 
-/// Adds measured columns to a report.
-pub fn add_measurements(_m: Measure, _spec: &Spec, _rep: &mut Report) -> anyhow::Result<()> {
+/// What a child process reports for one row.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Measured {
+    /// Median seconds: training step, or inference latency (batch 1).
+    pub seconds: f64,
+    /// Videos per second at batch 4 (inference only).
+    pub throughput: Option<f64>,
+    /// Peak resident memory of the process, MB.
+    pub peak_mb: f64,
+    pub reps: usize,
+}
+
+const ENV: &str = "VIDEO_ADAPTERS_MEASURE";
+const INFER_BATCH: usize = 4;
+
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// In a child process started by [`add_measurements`]: measure the row named in the environment
+/// and print the result. Returns false when this process is not such a child.
+pub fn child_entry() -> bool {
+    let Ok(spec) = std::env::var(ENV) else { return false };
+    let result = (|| -> anyhow::Result<Measured> {
+        let (kind, binary, row, reps) = {
+            let p: Vec<&str> = spec.split('|').collect();
+            anyhow::ensure!(p.len() == 4, "bad {ENV}={spec}");
+            (serde_json::from_str::<Measure>(&format!("\"{}\"", p[0]))?, p[1].to_string(), p[2].to_string(), p[3].parse::<usize>()?)
+        };
+        let runner = super::all().into_iter().find(|(n, _)| *n == binary).map(|(_, r)| r).ok_or_else(|| anyhow::anyhow!("no table {binary}"))?;
+        let super::Runner::Spec(spec, _) = runner else { anyhow::bail!("{binary} has no rows to measure") };
+        let spec = spec();
+        let table = super::published::load(spec.paper, spec.file)?;
+        let r = table.row(&row).ok_or_else(|| anyhow::anyhow!("no row {row}"))?;
+        let ours = (spec.ours)(r).ok_or_else(|| anyhow::anyhow!("row {row} is a reference row"))?;
+        measure_one(kind, &ours.model, reps)
+    })();
+    match result {
+        Ok(m) => println!("VA_RESULT {}", serde_json::to_string(&m).unwrap()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+    true
+}
+
+fn video(batch: usize, frames: usize, res: usize) -> Video<f32, Cpu> {
+    let v: Vec<f32> = Init::seeded(5).normal(batch * 3 * frames * res * res, 1.0).into_iter().map(|x| x as f32).collect();
+    Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
+}
+
+fn measure_one(kind: Measure, cfg: &crate::models::ModelCfg, reps: usize) -> anyhow::Result<Measured> {
+    let dev = Cpu::default();
+    let mut model = cfg.build(&dev, &mut Init::seeded(1))?;
+    let frames = cfg.breakdown().frames;
+    let res = cfg.clip().input_resolution;
+    match kind {
+        Measure::Training => {
+            let v = video(1, frames, res);
+            let mut opt = AdamW::new(AdamWCfg::default());
+            let mut times = Vec::new();
+            for i in 0..reps + 1 {
+                let t = Instant::now();
+                model.train_step(&v, &[0], &mut opt, &mut Ctx::train(i as u64));
+                if i > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            Ok(Measured { seconds: median(times), throughput: None, peak_mb: peak_mb(), reps })
+        }
+        Measure::Inference => {
+            let one = video(1, frames, res);
+            let batch = video(INFER_BATCH, frames, res);
+            model.logits(&one, &mut Ctx::eval()); // warm-up
+            let lat = median((0..reps).map(|_| {
+                let t = Instant::now();
+                model.logits(&one, &mut Ctx::eval());
+                t.elapsed().as_secs_f64()
+            }).collect());
+            let thr = median((0..reps.max(1)).map(|_| {
+                let t = Instant::now();
+                model.logits(&batch, &mut Ctx::eval());
+                INFER_BATCH as f64 / t.elapsed().as_secs_f64()
+            }).collect());
+            Ok(Measured { seconds: lat, throughput: Some(thr), peak_mb: peak_mb(), reps })
+        }
+    }
+}
+
+/// Measures every computed row of the table in child processes and appends the measured columns
+/// and the published ratios (relative to the table's reference row).
+pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usize) -> anyhow::Result<()> {
+    let table = super::published::load(spec.paper, spec.file)?;
+    let exe = std::env::current_exe()?;
+    let mut measured: Vec<Option<Measured>> = Vec::new();
+    for row in &table.rows {
+        if (spec.ours)(row).is_none() {
+            measured.push(None);
+            continue;
+        }
+        eprintln!("measuring {} ({kind:?}, {reps} repetitions after a warm-up)…", row.label);
+        let out = Command::new(&exe).env(ENV, format!("{}|{}|{}|{reps}", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id)).output()?;
+        if !out.status.success() {
+            anyhow::bail!("measuring row {}: {}", row.id, String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("VA_RESULT ").map(str::to_string)).ok_or_else(|| anyhow::anyhow!("no result for row {}", row.id))?;
+        measured.push(Some(serde_json::from_str(&line)?));
+    }
+    // the reference row for ratios: the last computed row (the papers' method row in every cost table)
+    let Some(ref_i) = measured.iter().rposition(|m| m.is_some()) else { return Ok(()) };
+    let reference = measured[ref_i].clone().unwrap();
+    let pub_num = |row: usize, key: &str| match table.rows[row].cells.get(key) {
+        Some(Cell::Num(v)) => Some(*v),
+        _ => None,
+    };
+    let (time_key, mem_key) = match (spec.file, kind) {
+        ("table6_training_cost", _) => ("gpu_hours", "peak_mem"),
+        (_, Measure::Inference) => ("latency_ms", "throughput"),
+        _ => ("time", "mem"),
+    };
+    let ratio = |v: Option<f64>, r: Option<f64>| match (v, r) {
+        (Some(v), Some(r)) if r != 0.0 => format!("{:.2}", v / r),
+        _ => "—".into(),
+    };
+    let label = &table.rows[ref_i].label;
+    match kind {
+        Measure::Training => rep.header.extend([
+            "step s (here)".into(),
+            format!("time ÷ {label} (here)"),
+            format!("time ÷ {label} (pub)"),
+            "peak MB (here)".into(),
+            format!("mem ÷ {label} (here)"),
+            format!("mem ÷ {label} (pub)"),
+        ]),
+        Measure::Inference => rep.header.extend([
+            "latency ms (here)".into(),
+            format!("latency ÷ {label} (here)"),
+            format!("latency ÷ {label} (pub)"),
+            format!("videos/s batch {INFER_BATCH} (here)"),
+            format!("throughput ÷ {label} (here)"),
+            format!("throughput ÷ {label} (pub)"),
+        ]),
+    }
+    for (i, row) in rep.rows.iter_mut().enumerate() {
+        let m = &measured[i];
+        let pub_time = ratio(pub_num(i, time_key), pub_num(ref_i, time_key));
+        let pub_mem = ratio(pub_num(i, mem_key), pub_num(ref_i, mem_key));
+        match (kind, m) {
+            (Measure::Training, Some(m)) => row.cells.extend([format!("{:.2}", m.seconds), ratio(Some(m.seconds), Some(reference.seconds)), pub_time, format!("{:.0}", m.peak_mb), ratio(Some(m.peak_mb), Some(reference.peak_mb)), pub_mem]),
+            (Measure::Inference, Some(m)) => row.cells.extend([
+                format!("{:.0}", m.seconds * 1e3),
+                ratio(Some(m.seconds), Some(reference.seconds)),
+                pub_time,
+                format!("{:.3}", m.throughput.unwrap_or(f64::NAN)),
+                ratio(m.throughput, reference.throughput),
+                pub_mem,
+            ]),
+            (_, None) => row.cells.extend(["".into(), "".into(), pub_time, "".into(), "".into(), pub_mem]),
+        }
+    }
+    rep.notes.push((
+        "measured".into(),
+        format!(
+            "Measured here, in this run, each model in its own process: {} (median of {reps} after a warm-up; CPU, {} threads), peak resident memory of that process. Ratios are to the row `{label}`; published ratios are computed from the printed figures. Absolute numbers are this machine's, not the paper's GPUs'.",
+            match kind {
+                Measure::Training => "one training step (forward, backward, AdamW) on one 8-frame 224×224 clip",
+                Measure::Inference => "latency of one clip at batch 1 and throughput at batch 4 (the paper: 32)",
+            },
+            rayon::current_num_threads()
+        ),
+    ));
     Ok(())
 }

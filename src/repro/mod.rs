@@ -74,6 +74,9 @@ pub fn run(name: &str) {
 /// Runs a reproduction: parse the arguments, build the report, print it.
 pub fn main(runner: Runner) {
     use clap::Parser;
+    if measure::child_entry() {
+        return;
+    }
     let args = Args::parse();
     let run = || -> anyhow::Result<String> {
         let (mut rep, measure) = match runner {
@@ -88,7 +91,7 @@ pub fn main(runner: Runner) {
             eprintln!("wrote {}", path.display());
         }
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {
-            measure::add_measurements(m, &spec(), &mut rep)?;
+            measure::add_measurements(m, &spec(), &mut rep, args.reps)?;
         }
         Ok(rep.render(args.format))
     };

@@ -44,6 +44,9 @@ pub struct Column {
     /// accuracy: dataset and split), as far as the paper says.
     #[serde(default)]
     pub convention: Option<String>,
+    /// Decimal places printed, when the numbers end in zeros the RON numbers cannot keep (93.00).
+    #[serde(default)]
+    pub decimals: Option<usize>,
 }
 
 /// A printed row.
