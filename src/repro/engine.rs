@@ -306,29 +306,80 @@ impl Report {
     fn text(&self) -> String {
         let cells = self.table_cells();
         let n = cells[0].len();
-        let width: Vec<usize> = (0..n).map(|j| cells.iter().map(|r| r[j].chars().count()).max().unwrap_or(0)).collect();
-        let mut s = format!("{}\nsource: {}\n\n", self.title, self.source);
+        // two header lines: the quantity over its (pub, ours, Δ, mark) cells, then the sub-labels
+        let mut groups: Vec<String> = Vec::new();
+        let mut subs: Vec<String> = Vec::new();
+        for (j, h) in cells[0].iter().enumerate() {
+            let (g, sub) = if let Some(g) = h.strip_suffix(" pub") {
+                (g.to_string(), "pub".to_string())
+            } else if let Some(g) = h.strip_suffix(" ours") {
+                (g.to_string(), "ours".to_string())
+            } else if (h == "Δ" || h == "mark") && j > 0 {
+                (groups[j - 1].clone(), h.clone())
+            } else {
+                (String::new(), h.clone())
+            };
+            groups.push(g);
+            subs.push(sub);
+        }
+        let mut width: Vec<usize> = (0..n).map(|j| cells.iter().skip(1).map(|r| r[j].chars().count()).chain([subs[j].chars().count()]).max().unwrap_or(0)).collect();
+        // widen the last column of a group span until the group label fits
+        let mut j = 0;
+        while j < n {
+            let mut k = j;
+            while k + 1 < n && !groups[j].is_empty() && groups[k + 1] == groups[j] {
+                k += 1;
+            }
+            let span: usize = width[j..=k].iter().sum::<usize>() + 2 * (k - j);
+            let need = groups[j].chars().count();
+            if need > span {
+                width[k] += need - span;
+            }
+            j = k + 1;
+        }
+        let line = |parts: Vec<String>| parts.join("  ").trim_end().to_string();
+        let pad = |c: &str, w: usize, left: bool| {
+            let p = w.saturating_sub(c.chars().count());
+            if left { format!("{c}{}", " ".repeat(p)) } else { format!("{}{c}", " ".repeat(p)) }
+        };
+        let mut s = String::new();
+        for l in wrap(&self.title, 100) {
+            writeln!(s, "{l}").unwrap();
+        }
+        for l in wrap(&format!("source: {}", self.source), 100) {
+            writeln!(s, "{l}").unwrap();
+        }
+        writeln!(s).unwrap();
+        // group line
+        let mut g = Vec::new();
+        let mut j = 0;
+        while j < n {
+            let mut k = j;
+            while k + 1 < n && !groups[j].is_empty() && groups[k + 1] == groups[j] {
+                k += 1;
+            }
+            let span: usize = width[j..=k].iter().sum::<usize>() + 2 * (k - j);
+            g.push(pad(&groups[j], span, true));
+            j = k + 1;
+        }
+        writeln!(s, "{}", line(g)).unwrap();
+        writeln!(s, "{}", line((0..n).map(|j| pad(&subs[j], width[j], j == 0)).collect())).unwrap();
+        writeln!(s, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * (n - 1))).unwrap();
         let mut group: Option<&String> = None;
-        for (i, line) in cells.iter().enumerate() {
-            if i > 0 {
-                let g = self.rows[i - 1].group.as_ref();
-                if g.is_some() && g != group {
-                    writeln!(s, "  [{}]", g.unwrap()).unwrap();
-                }
-                group = g;
+        for (i, row) in cells.iter().enumerate().skip(1) {
+            let rg = self.rows[i - 1].group.as_ref();
+            if rg.is_some() && rg != group {
+                writeln!(s, "[{}]", rg.unwrap()).unwrap();
             }
-            let parts: Vec<String> = line.iter().enumerate().map(|(j, c)| {
-                let pad = width[j] - c.chars().count();
-                if j == 0 { format!("{c}{}", " ".repeat(pad)) } else { format!("{}{c}", " ".repeat(pad)) }
-            }).collect();
-            writeln!(s, "{}", parts.join("  ").trim_end()).unwrap();
-            if i == 0 {
-                writeln!(s, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * (n - 1))).unwrap();
-            }
+            group = rg;
+            writeln!(s, "{}", line(row.iter().enumerate().map(|(j, c)| pad(c, width[j], j == 0)).collect())).unwrap();
         }
         writeln!(s, "\nmarks: {} ✓, {} ✗, {} ref", self.marks.0, self.marks.1, self.marks.2).unwrap();
         for (id, text) in &self.notes {
-            writeln!(s, "\n[{id}] {text}").unwrap();
+            writeln!(s).unwrap();
+            for l in wrap(&format!("[{id}] {text}"), 100) {
+                writeln!(s, "{l}").unwrap();
+            }
         }
         s
     }
@@ -368,6 +419,25 @@ impl Report {
         }
         s
     }
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ') {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }
 
 /// The row's views from its "views" or "frames" cell ("16x3x1", "8×3×1", "16 × 3 × 10").
