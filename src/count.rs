@@ -187,6 +187,7 @@ pub fn check_against_module(b: &Breakdown, params: &[ParamInfo]) -> Result<(), V
 
 // ---- fvcore unit costs -------------------------------------------------------------------------
 
+// ANCHOR: fvcore
 /// A linear layer on `rows` rows: rows·in·out (the bias is not counted).
 pub const fn linear_macs(rows: u64, d_in: u64, d_out: u64) -> u64 {
     rows * d_in * d_out
@@ -208,6 +209,7 @@ pub const fn dwconv_macs(out_elems: u64, taps: u64) -> u64 {
 pub const fn layer_norm_params(d: u64) -> u64 {
     2 * d
 }
+// ANCHOR_END: fvcore
 /// Parameters of a linear layer with bias.
 pub const fn linear_params(d_in: u64, d_out: u64) -> u64 {
     d_in * d_out + d_out

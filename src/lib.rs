@@ -19,6 +19,7 @@ pub mod clip;
 pub mod context;
 pub mod count;
 pub mod device;
+pub mod figures;
 pub mod init;
 pub mod models;
 pub mod mst_adapter;

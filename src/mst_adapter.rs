@@ -342,7 +342,6 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for MstBlock<C, E,
         let x = residual(x, |x| self.mlp_branch(x, grid));
         self.post(self.adapter_mlp.as_ref(), x, grid)
     }
-// ANCHOR_END: block
 
     /// With the paper's post-residual placement and a frozen CLIP block, the attention residual
     /// runs untraced and the stream is promoted at the first adapter.
@@ -357,6 +356,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for MstBlock<C, E,
         self.post(self.adapter_mlp.as_ref(), x, grid)
     }
 }
+
+// ANCHOR_END: block
 
 fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(a: Option<&MstAdapter<C, E, D>>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
     match a {

@@ -215,7 +215,6 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for StBlock<C, E, 
         let x = residual(x, |x| self.clip.feed_forward(x));
         apply(&self.adapter_post_mlp, x, grid)
     }
-// ANCHOR_END: block
 
     /// Entered untraced with a frozen CLIP block, the stream is promoted at the first adapter, so
     /// the attention before a pre-MLP adapter records nothing for the backward pass.
@@ -233,6 +232,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for StBlock<C, E, 
         apply(&self.adapter_post_mlp, promote(x), grid)
     }
 }
+
+// ANCHOR_END: block
 
 fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(a: &Option<Adapter<C, E, D>>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
     match a {

@@ -72,6 +72,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Mlp<C, E, D> {
 }
 // ANCHOR_END: clip_block
 
+// ANCHOR: block_trait
 /// A transformer block of a video model: CLIP's own, or one with a paper's adapters.
 pub trait Block<const C: usize, E: Real, D: KitDevice<E>>: Params<E, D> {
     /// The block on a token stream that is traced throughout (or untraced throughout).
@@ -89,6 +90,7 @@ pub trait Block<const C: usize, E: Real, D: KitDevice<E>>: Params<E, D> {
         param_list(self).iter().any(|p| p.trainable)
     }
 }
+// ANCHOR_END: block_trait
 
 /// The plain CLIP block is a [`Block`] (the frame-wise baseline's).
 pub type ClipBlock<const C: usize, E, D> = ResidualAttentionBlock<C, E, D>;
@@ -133,6 +135,7 @@ pub struct VisionTransformer<const C: usize, B, E: Dtype, D: Storage<E>> {
     pub cfg: ClipCfg,
 }
 
+// ANCHOR: vit_forward
 impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransformer<C, B, E, D> {
     /// Builds the encoder with CLIP's shapes (values from `init`; load real weights over them).
     /// All encoder parameters start frozen; `block(i, init)` builds block i.
@@ -220,6 +223,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
         x
     }
 }
+// ANCHOR_END: vit_forward
 
 fn layer_norm<const C: usize, E: Real, D: KitDevice<E>>(dev: &D) -> LayerNorm<Const<C>, E, D> {
     LayerNorm { weight: constant(dev, (Const::<C>,), 1.0, false), bias: constant(dev, (Const::<C>,), 0.0, false), eps: 1e-5 }
@@ -246,6 +250,7 @@ pub fn clip_block<const C: usize, E: Real, D: KitDevice<E>>(cfg: &ClipCfg, dev: 
     }
 }
 
+// ANCHOR: patchify
 /// Cuts every frame into p×p patches: (B, 3, T, H, W) → (B·T, (H/p)·(W/p), 3·p·p), frames
 /// batch-major, patches row-major, each patch flattened as (channel, y, x) like the Conv2d weight.
 pub fn patchify<E: Real, D: KitDevice<E>>(video: &Video<E, D>, p: usize) -> Tensor<(usize, usize, usize), E, D> {
@@ -271,6 +276,7 @@ pub fn patchify<E: Real, D: KitDevice<E>>(video: &Video<E, D>, p: usize) -> Tens
     }
     tensor(video.device(), out, (b * t, gh * gw, 3 * p * p))
 }
+// ANCHOR_END: patchify
 
 // ANCHOR: frame_head
 /// A video classifier in the ST-Adapter codebase's form: the encoder, then the per-frame CLS tokens

@@ -18,6 +18,7 @@ use safetensors::{Dtype as StDtype, SafeTensors};
 use crate::device::{KitDevice, Real};
 use crate::param::{visit, visit_mut, Param, Params, Visitor, VisitorMut};
 
+// ANCHOR: key_map
 /// How model keys map to file keys: a model key `model_prefix + k` is read from `file_prefix + k`.
 ///
 /// OpenAI's CLIP checkpoint converted whole keeps the encoder under `visual.`; AIM's model keeps it
@@ -41,6 +42,7 @@ impl KeyMap {
         model_key.strip_prefix(self.model_prefix.as_str()).map(|k| format!("{}{k}", self.file_prefix))
     }
 }
+// ANCHOR_END: key_map
 
 /// Everything wrong with a weights file, by key.
 #[derive(Debug, Default)]

@@ -13,6 +13,7 @@ use super::{linear, Linear, SharedMut};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::{Param, Params, Walk, WalkMut};
 
+// ANCHOR: seq_axis
 /// Which axis of the (B·T, L, ·) token stream the attention sequences run along.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeqAxis {
@@ -22,6 +23,7 @@ pub enum SeqAxis {
     /// (AIM's T-MSA, CLS included).
     Frames { frames: usize },
 }
+// ANCHOR_END: seq_axis
 
 /// Where the sequences live in a (rows, L) token grid.
 #[derive(Clone, Copy, Debug)]
@@ -182,6 +184,7 @@ pub struct MultiheadAttention<const C: usize, E: Dtype, D: Storage<E>> {
     pub heads: usize,
 }
 
+// ANCHOR: mha_forward
 impl<const C: usize, E: Real, D: KitDevice<E>> MultiheadAttention<C, E, D> {
     /// `out_proj(attention(in_proj(x)))` along `axis`; x is (B·T, L, C).
     pub fn forward<T: Tape<E, D>>(
@@ -200,6 +203,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MultiheadAttention<C, E, D> {
         self.out_proj.set_trainable(trainable);
     }
 }
+// ANCHOR_END: mha_forward
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MultiheadAttention<C, E, D> {
     fn walk<W: Walk<E, D>>(&self, w: &mut W) {

@@ -52,6 +52,7 @@ impl<I: Dim, O: Dim, E: Real, D: KitDevice<E>> Params<E, D> for Linear<I, O, E, 
     }
 }
 
+// ANCHOR: linear
 /// `y = x·Wᵀ + b`. The backward pass always propagates to `x` (when traced); it computes
 /// `dW = gyᵀ·x` only if `weight.trainable` (and keeps `x` alive only then), and `db` only if
 /// `bias.trainable`.
@@ -90,6 +91,7 @@ where
 {
     linear_impl(x, weight, bias, false, false)
 }
+// ANCHOR_END: linear
 
 fn linear_impl<S, I, O, E, D, T>(
     x: Tensor<S, E, D, T>,

@@ -71,6 +71,7 @@ impl<A: Dim, B: Dim, X: Dim> Rows for (A, B, X) {
     }
 }
 
+// ANCHOR: promote
 /// Gives an untraced tensor the tape type of the traced region it enters.
 ///
 /// Frozen prefixes of a network run untraced (`NoneTape`); at the first trainable parameter the
@@ -84,6 +85,7 @@ where
     let (x, tape) = x.split_tape();
     x.put_tape(Tout::default().merge(tape))
 }
+// ANCHOR_END: promote
 
 /// Counts of work done by the backward passes of the current thread (for tests that check what a
 /// frozen backbone skips).

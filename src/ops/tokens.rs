@@ -189,6 +189,7 @@ where
     y.put_tape(tape)
 }
 
+// ANCHOR: cls_shift
 /// Shifts channels of the CLS token across adjacent frames (TSM-style, zero at the clip ends):
 /// for frame t, CLS channels `[0, from_next)` take frame t+1's values, channels
 /// `[from_next, from_next + from_prev)` take frame t−1's, the rest and all patch tokens stay.
@@ -201,6 +202,7 @@ pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
 ) -> Tok<X, E, D, T> {
     temporal_shift(x, frames, &[Shift { start: 0, len: from_next, dt: 1 }, Shift { start: from_next, len: from_prev, dt: -1 }], true)
 }
+// ANCHOR_END: cls_shift
 
 /// A block of channels moved across frames: channels `[start, start + len)` of frame t take the
 /// values of frame t + dt (zero where t + dt is outside the clip).

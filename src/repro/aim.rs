@@ -31,6 +31,7 @@ pub fn table1_components() -> Spec {
         file: "table1_components",
         computed: vec![computed(Some("params"), "Param (M)", Quantity::TotalParams), computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs", Quantity::Gflops)],
         results: vec!["top1", "top5"],
+        published_only: vec![],
         ours: |r: &Row| {
             let v = Views::new(8, 1, 3);
             let in21k = ClipCfg::in21k_vit_b16();
@@ -58,6 +59,7 @@ fn sota(binary: &'static str, file: &'static str, base: fn() -> AimCfg, large: f
         file,
         computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(Some("params"), "Param (M)", Quantity::TotalParams), computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable)],
         results: vec!["top1", "top5"],
+        published_only: vec![],
         ours: if file == "table2_k400" {
             |r: &Row| {
                 let v = row_views(r)?;
@@ -99,6 +101,7 @@ pub fn table4_k700() -> Spec {
         file: "table4_k700",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
         results: vec!["top1"],
+        published_only: vec![],
         ours: |r: &Row| match r.id.as_str() {
             "aim_vit_b16" => aim(AimCfg { num_classes: 700, ..AimCfg::vitclip_base_k400() }, K400),
             "aim_vit_l14" => aim(AimCfg { num_classes: 700, ..AimCfg::vitclip_large_k400() }, K400),
@@ -116,6 +119,7 @@ pub fn table5_diving48() -> Spec {
         file: "table5_diving48",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 32×1×1", Quantity::Gflops)],
         results: vec!["top1"],
+        published_only: vec![],
         ours: |r: &Row| {
             let v = Views::new(32, 1, 1);
             match r.id.as_str() {
@@ -135,7 +139,8 @@ pub fn table6_backbones() -> Spec {
         paper: "aim",
         file: "table6_backbones",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "params (M)", Quantity::TotalParams)],
-        results: vec!["mem", "time", "top1"],
+        results: vec!["top1"],
+        published_only: vec!["mem", "time"],
         ours: |r: &Row| {
             let in21k = ClipCfg::in21k_vit_b16();
             match r.id.as_str() {
@@ -158,6 +163,7 @@ pub fn table7_position() -> Spec {
         file: "table7_position",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
         results: vec!["top1"],
+        published_only: vec![],
         ours: |r: &Row| {
             let blocks = match r.id.as_str() {
                 "bottom6" => Blocks::List((0..6).collect()),
@@ -180,6 +186,7 @@ pub fn table8_ratio() -> Spec {
         file: "table8_ratio",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
         results: vec!["top1"],
+        published_only: vec![],
         ours: |r: &Row| {
             let ratio = match r.id.as_str() {
                 "r0_0625" => 0.0625,
@@ -201,7 +208,8 @@ pub fn table9_memory() -> Spec {
         paper: "aim",
         file: "table9_memory",
         computed: vec![computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
-        results: vec!["mem"],
+        results: vec![],
+        published_only: vec!["mem"],
         ours: |r: &Row| match r.id.as_str() {
             "timesformer_vit_l" => bench(ClipCfg::vit_l14(), Arch::SaTa, Tuning::Full, 400, K400),
             "aim_vit_l" => aim(AimCfg::vitclip_large_k400(), K400),
@@ -218,7 +226,8 @@ pub fn table10_evl() -> Spec {
         paper: "aim",
         file: "table10_evl",
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable)],
-        results: vec!["mem", "time", "top1"],
+        results: vec!["top1"],
+        published_only: vec!["mem", "time"],
         ours: |r: &Row| match r.id.as_str() {
             "aim_vit_b_in21k" => aim(AimCfg { clip: ClipCfg::in21k_vit_b16(), ..AimCfg::vitclip_base_k400() }, K400),
             "aim_vit_b_clip" => aim(AimCfg::vitclip_base_k400(), K400),

@@ -63,6 +63,9 @@ pub struct Spec {
     pub computed: Vec<Computed>,
     /// Published accuracy (or other result) columns, shown with an "ours" slot.
     pub results: Vec<&'static str>,
+    /// Published columns shown as printed, without an "ours" slot (the cost tables' time and
+    /// memory: measured here as ratios instead, see `measure`).
+    pub published_only: Vec<&'static str>,
     /// Our model for a row; `None` marks a reference row (a system the kit does not implement).
     pub ours: fn(&Row) -> Option<Ours>,
     /// Extra remarks printed under the table.
@@ -150,6 +153,7 @@ fn decimals(v: f64) -> usize {
     s.split_once('.').map_or(0, |(_, f)| f.len())
 }
 
+// ANCHOR: marks
 /// Whether `ours` prints as `published` at its precision (at least `min_decimals`), rounded or
 /// truncated.
 pub fn matches(ours: f64, published: f64, min_decimals: usize) -> bool {
@@ -159,6 +163,7 @@ pub fn matches(ours: f64, published: f64, min_decimals: usize) -> bool {
     let truncated = (ours * scale + 1e-9).floor() / scale;
     (rounded - published).abs() < 0.5 / scale * 1e-6 || (truncated - published).abs() < 0.5 / scale * 1e-6
 }
+// ANCHOR_END: marks
 
 fn fmt_num(v: f64) -> String {
     if v.abs() >= 100.0 { format!("{v:.1}") } else { format!("{v:.2}") }
@@ -201,6 +206,9 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
     for r in &spec.results {
         let label = table.column(r).map_or(r.to_string(), |c| c.label.clone());
         header.extend([format!("{label} pub"), format!("{label} ours")]);
+    }
+    for r in &spec.published_only {
+        header.push(table.column(r).map_or(r.to_string(), |c| format!("{} pub", c.label)));
     }
 
     let mut cited: Vec<String> = Vec::new();
@@ -254,6 +262,9 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
         for r in &spec.results {
             cells.push(cell_text(row.cells.get(*r)));
             cells.push(results.as_ref().and_then(|res| res.rows.get(&row.id)).and_then(|m| m.get(*r)).map_or("—".into(), |v| format!("{v:.1}")));
+        }
+        for r in &spec.published_only {
+            cells.push(cell_text(row.cells.get(*r)));
         }
         rows.push(OutRow { id: row.id.clone(), label: row.label.clone(), group: row.group.clone(), cells });
     }

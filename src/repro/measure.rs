@@ -97,7 +97,7 @@ fn measure_one(kind: Measure, cfg: &crate::models::ModelCfg, reps: usize) -> any
             let v = video(1, frames, res);
             let mut opt = AdamW::new(AdamWCfg::default());
             let mut times = Vec::new();
-            for i in 0..reps + 1 {
+            for i in 0..reps.max(1) + 1 {
                 let t = Instant::now();
                 model.train_step(&v, &[0], &mut opt, &mut Ctx::train(i as u64));
                 if i > 0 {
@@ -130,20 +130,33 @@ fn measure_one(kind: Measure, cfg: &crate::models::ModelCfg, reps: usize) -> any
 pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usize) -> anyhow::Result<()> {
     let table = super::published::load(spec.paper, spec.file)?;
     let exe = std::env::current_exe()?;
-    let mut measured: Vec<Option<Measured>> = Vec::new();
-    for row in &table.rows {
-        if (spec.ours)(row).is_none() {
-            measured.push(None);
-            continue;
+    // rounds: every row once per round, so that a noisy minute hits all rows alike
+    let mut samples: Vec<Vec<Measured>> = table.rows.iter().map(|_| Vec::new()).collect();
+    for round in 0..reps.max(1) {
+        for (i, row) in table.rows.iter().enumerate() {
+            if (spec.ours)(row).is_none() {
+                continue;
+            }
+            eprintln!("round {}/{}: {} ({kind:?})…", round + 1, reps.max(1), row.label);
+            let out = Command::new(&exe).env(ENV, format!("{}|{}|{}|1", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id)).output()?;
+            if !out.status.success() {
+                anyhow::bail!("measuring row {}: {}", row.id, String::from_utf8_lossy(&out.stderr));
+            }
+            let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("VA_RESULT ").map(str::to_string)).ok_or_else(|| anyhow::anyhow!("no result for row {}", row.id))?;
+            samples[i].push(serde_json::from_str(&line)?);
         }
-        eprintln!("measuring {} ({kind:?}, {reps} repetitions after a warm-up)…", row.label);
-        let out = Command::new(&exe).env(ENV, format!("{}|{}|{}|{reps}", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id)).output()?;
-        if !out.status.success() {
-            anyhow::bail!("measuring row {}: {}", row.id, String::from_utf8_lossy(&out.stderr));
-        }
-        let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("VA_RESULT ").map(str::to_string)).ok_or_else(|| anyhow::anyhow!("no result for row {}", row.id))?;
-        measured.push(Some(serde_json::from_str(&line)?));
     }
+    let measured: Vec<Option<Measured>> = samples
+        .into_iter()
+        .map(|v| {
+            (!v.is_empty()).then(|| Measured {
+                seconds: median(v.iter().map(|m| m.seconds).collect()),
+                throughput: v[0].throughput.map(|_| median(v.iter().filter_map(|m| m.throughput).collect())),
+                peak_mb: v.iter().map(|m| m.peak_mb).fold(0.0, f64::max),
+                reps: v.len(),
+            })
+        })
+        .collect();
     // the reference row for ratios: the last computed row (the papers' method row in every cost table)
     let Some(ref_i) = measured.iter().rposition(|m| m.is_some()) else { return Ok(()) };
     let reference = measured[ref_i].clone().unwrap();
@@ -199,7 +212,7 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
     rep.notes.push((
         "measured".into(),
         format!(
-            "Measured here, in this run, each model in its own process: {} (median of {reps} after a warm-up; CPU, {} threads), peak resident memory of that process. Ratios are to the row `{label}`; published ratios are computed from the printed figures. Absolute numbers are this machine's, not the paper's GPUs'.",
+            "Measured here, in this run, each model in its own process: {} (median over {reps} rounds, every row once per round, each after a warm-up step; CPU, {} threads), peak resident memory of that process. Ratios are to the row `{label}`; published ratios are computed from the printed figures. Absolute numbers are this machine's, not the paper's GPUs'.",
             match kind {
                 Measure::Training => "one training step (forward, backward, AdamW) on one 8-frame 224×224 clip",
                 Measure::Inference => "latency of one clip at batch 1 and throughput at batch 4 (the paper: 32)",

@@ -103,3 +103,45 @@ pub fn main(runner: Runner) {
         }
     }
 }
+
+/// The book page listing every published figure the kit does not reproduce, table by table, with
+/// the reason recorded in the fixture.
+pub fn discrepancies_markdown() -> anyhow::Result<String> {
+    let mut s = String::from("# What does not reproduce, and why\n\n");
+    s += "Every ✗ of every reproduced table, with the note its fixture records. Generated from the reproductions (`cargo run --release --bin book_assets`); a test keeps this page current.\n\n";
+    let mut total = 0;
+    for (name, runner) in all() {
+        let rep = counts_report(runner)?;
+        let mut cells: Vec<(String, String, String)> = Vec::new(); // (note id, row label, cell text)
+        for row in &rep.rows {
+            for (j, c) in row.cells.iter().enumerate() {
+                if let Some(id) = c.strip_prefix("✗ ") {
+                    // the quantity is the header 3 columns to the left (pub), see engine::report
+                    let col = &rep.header[j + 1 - 3];
+                    cells.push((id.to_string(), row.label.clone(), format!("{} {} vs ours {}", col, row.cells[j - 3], row.cells[j - 2])));
+                }
+            }
+        }
+        if cells.is_empty() {
+            continue;
+        }
+        total += cells.len();
+        s += &format!("## [{}]({name}.md)\n\n", rep.title.split(" — ").next().unwrap_or(&rep.title));
+        let mut ids: Vec<&String> = Vec::new();
+        for c in &cells {
+            if !ids.contains(&&c.0) {
+                ids.push(&c.0);
+            }
+        }
+        for id in ids {
+            let text = rep.notes.iter().find(|(n, _)| n == id).map_or("", |(_, t)| t.as_str());
+            s += &format!("**{id}**: {text}\n\n");
+            for (_, label, what) in cells.iter().filter(|c| &c.0 == id) {
+                s += &format!("- {label}: {what}\n");
+            }
+            s += "\n";
+        }
+    }
+    s += &format!("{total} cells in all.\n");
+    Ok(s)
+}

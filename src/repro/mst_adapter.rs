@@ -32,6 +32,7 @@ fn sota(binary: &'static str, file: &'static str, ssv2: bool) -> Spec {
             computed(Some("gflops"), "GFLOPs", Quantity::Gflops),
         ],
         results: vec!["top1", "top5"],
+        published_only: vec![],
         ours: if ssv2 {
             |r: &Row| {
                 let v = row_views(r)?;
@@ -83,6 +84,7 @@ fn ablation(binary: &'static str, file: &'static str, ours: fn(&Row) -> Option<O
         file,
         computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::TunableNoHead), computed(None, "with fc (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
         results: vec!["ssv2_top1", "k400_top1"],
+        published_only: vec![],
         ours,
         remarks: vec![REMARK_TUNABLE.into(), remark.into()],
     }

@@ -40,6 +40,7 @@ pub fn table1_benchmark() -> Spec {
         file: "table1_benchmark",
         computed: vec![computed(Some("params"), "Fine-tuned Params (M)", Quantity::Tunable), computed(None, "without fc (M)", Quantity::TunableNoHead)],
         results: vec!["clip_k400", "clip_ssv2", "in21k_k400", "in21k_ssv2"],
+        published_only: vec![],
         ours: |r: &Row| {
             let b = |arch, tuning| bench(ClipCfg::vit_b16(), arch, tuning, 400, V8X3);
             match r.id.as_str() {
@@ -69,6 +70,7 @@ pub fn table2_k400() -> Spec {
         file: "table2_k400",
         computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
         results: vec!["top1", "top5"],
+        published_only: vec![],
         ours: |r: &Row| {
             let v = row_views(r)?;
             match r.id.as_str() {
@@ -91,6 +93,7 @@ pub fn table3_ssv2() -> Spec {
         file: "table3_ssv2",
         computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
         results: vec!["top1", "top5"],
+        published_only: vec![],
         ours: |r: &Row| {
             let v = row_views(r)?;
             match r.id.as_str() {
@@ -114,6 +117,7 @@ pub fn table4_ek100() -> Spec {
         file: "table4_ek100",
         computed: vec![computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable), computed(None, "GFLOPs", Quantity::Gflops)],
         results: vec!["verb", "noun"],
+        published_only: vec![],
         ours: |r: &Row| {
             // two classifiers, 97 verbs and 300 nouns: as many parameters as one 397-way fc
             let v = row_views(r)?;
@@ -135,6 +139,7 @@ pub fn table5_ablations() -> Spec {
         file: "table5_ablations",
         computed: vec![computed(None, "tunable (M)", Quantity::Tunable), computed(None, "GFLOPs", Quantity::Gflops)],
         results: vec!["k400", "ssv2"],
+        published_only: vec![],
         ours: |r: &Row| {
             let a = ablation();
             let cfg = match r.id.as_str() {
@@ -167,7 +172,8 @@ pub fn table6_training_cost() -> Spec {
         paper: "st_adapter",
         file: "table6_training_cost",
         computed: vec![computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
-        results: vec!["gpu_hours", "peak_mem"],
+        results: vec![],
+        published_only: vec!["gpu_hours", "gpu_hours_rel", "peak_mem", "peak_mem_rel"],
         ours: |r: &Row| match r.id.as_str() {
             "timesformer_full_ft" => bench(ClipCfg::vit_b16(), Arch::SaTa, Tuning::Full, 400, V8X3),
             "vit_b16_full_ft" => bench(ClipCfg::vit_b16(), Arch::Sa, Tuning::Full, 400, V8X3),
@@ -186,6 +192,7 @@ pub fn table7_kernel() -> Spec {
         file: "table7_kernel",
         computed: vec![computed(None, "tunable (M)", Quantity::Tunable), computed(None, "GFLOPs", Quantity::Gflops)],
         results: vec!["k400", "ssv2"],
+        published_only: vec![],
         ours: |r: &Row| {
             let k = match r.id.as_str() {
                 "k1x1x1" => Kernel3::new(1, 1, 1),
@@ -208,6 +215,7 @@ pub fn table9_foundation_models() -> Spec {
         file: "table9_foundation_models",
         computed: vec![computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
         results: vec!["k400", "ssv2"],
+        published_only: vec![],
         ours: |r: &Row| {
             let swag = ClipCfg::in21k_vit_b16();
             match r.id.as_str() {
@@ -224,7 +232,7 @@ pub fn table9_foundation_models() -> Spec {
 
 /// Table 10: Swin-B (not implemented: reference rows).
 pub fn table10_swin() -> Spec {
-    Spec { binary: "st_table10_swin", paper: "st_adapter", file: "table10_swin", computed: vec![], results: vec!["k400", "ssv2"], ours: |_| None, remarks: vec!["The kit implements ViT backbones only: Swin rows are reference rows.".into()] }
+    Spec { binary: "st_table10_swin", paper: "st_adapter", file: "table10_swin", computed: vec![], results: vec!["k400", "ssv2"], published_only: vec![], ours: |_| None, remarks: vec!["The kit implements ViT backbones only: Swin rows are reference rows.".into()] }
 }
 
 /// Table 11: inference speed; total parameters computed, latency and throughput measured here.
@@ -234,7 +242,8 @@ pub fn table11_inference_speed() -> Spec {
         paper: "st_adapter",
         file: "table11_inference_speed",
         computed: vec![computed(Some("params_total"), "Params (M)", Quantity::TotalParams), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
-        results: vec!["k400", "latency_ms", "throughput"],
+        results: vec!["k400"],
+        published_only: vec!["latency_ms", "throughput"],
         ours: |r: &Row| match r.id.as_str() {
             "timesformer" => bench(ClipCfg::vit_b16(), Arch::SaTa, Tuning::Full, 400, V8X3),
             "vit_b16" => baseline(ClipCfg::vit_b16(), 400, V8X3),
@@ -253,6 +262,7 @@ pub fn table12_ucf_hmdb() -> Spec {
         file: "table12_ucf_hmdb",
         computed: vec![computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 8×2×3", Quantity::Gflops)],
         results: vec!["ucf101", "hmdb51"],
+        published_only: vec![],
         ours: |r: &Row| {
             let v = Views::new(8, 2, 3);
             let l336 = ClipCfg { input_resolution: 336, ..ClipCfg::vit_l14() };
