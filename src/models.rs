@@ -16,7 +16,7 @@ use crate::count::{encoder_lines, Breakdown};
 use crate::st_adapter::head_lines;
 use crate::init::Init;
 use crate::optim::AdamW;
-use crate::param::{param_list, set_trainable, ParamInfo, Params};
+use crate::param::{param_list, set_trainable, ParamInfo};
 use crate::mst_adapter::MstAdapterCfg;
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
@@ -185,72 +185,35 @@ pub trait VideoModel {
     fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32;
 }
 
-impl<const C: usize, B: Block<C, f32, Cpu>> VideoModel for FrameClassifier<C, B, f32, Cpu> {
-    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
-        self.forward::<NoneTape>(video, ctx)
-    }
-    fn params(&self) -> Vec<ParamInfo> {
-        param_list(self)
-    }
-    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
-        load_params(self, path, map, fresh)
-    }
-    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
-        set_trainable(self, pred)
-    }
-    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
-        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
-        let value = loss.retaped::<NoneTape>().as_vec()[0];
-        let grads = loss.backward();
-        opt.update(self, &grads);
-        value
-    }
+/// The same implementation for every model type: they all have `forward::<Tape>` and `Params`.
+macro_rules! video_model {
+    ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
+        impl<$($g)*> VideoModel for $t {
+            fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
+                self.forward::<NoneTape>(video, ctx)
+            }
+            fn params(&self) -> Vec<ParamInfo> {
+                param_list(self)
+            }
+            fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
+                load_params(self, path, map, fresh)
+            }
+            fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
+                set_trainable(self, pred)
+            }
+            fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+                let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+                let value = loss.retaped::<NoneTape>().as_vec()[0];
+                let grads = loss.backward();
+                opt.update(self, &grads);
+                value
+            }
+        }
+    )*};
 }
 
-impl<const C: usize> VideoModel for Benchmark<C, f32, Cpu> {
-    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
-        self.forward::<NoneTape>(video, ctx)
-    }
-    fn params(&self) -> Vec<ParamInfo> {
-        param_list(self)
-    }
-    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
-        load_params(self, path, map, fresh)
-    }
-    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
-        set_trainable(self, pred)
-    }
-    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
-        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
-        let value = loss.retaped::<NoneTape>().as_vec()[0];
-        let grads = loss.backward();
-        opt.update(self, &grads);
-        value
-    }
-}
-
-impl<const C: usize> VideoModel for Aim<C, f32, Cpu> {
-    fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
-        self.forward::<NoneTape>(video, ctx)
-    }
-    fn params(&self) -> Vec<ParamInfo> {
-        param_list(self)
-    }
-    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
-        load_params(self, path, map, fresh)
-    }
-    fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
-        set_trainable(self, pred)
-    }
-    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
-        let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
-        let value = loss.retaped::<NoneTape>().as_vec()[0];
-        let grads = loss.backward();
-        opt.update(self, &grads);
-        value
-    }
-}
-
-/// Keeps `Params` in scope for implementors' generic bounds.
-#[allow(dead_code)]
-fn _assert_params<M: Params<f32, Cpu>>() {}
+video_model!(
+    [const C: usize, B: Block<C, f32, Cpu>] FrameClassifier<C, B, f32, Cpu>,
+    [const C: usize] Benchmark<C, f32, Cpu>,
+    [const C: usize] Aim<C, f32, Cpu>,
+);

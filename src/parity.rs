@@ -12,7 +12,6 @@ use anyhow::{bail, Context};
 use dfdx::prelude::*;
 
 use crate::clip::weights::{read_all, KeyMap};
-use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::init::Init;
 use crate::models::{BaselineCfg, ModelCfg};
@@ -142,9 +141,4 @@ fn to_our_layout(name: &str, layout: &str, shape: &[usize], v: &[f64]) -> anyhow
         return Ok((shape.to_vec(), v.to_vec()));
     }
     bail!("expected tensor `{name}` has a layout this harness does not know: {layout}")
-}
-
-/// The tiny backbone of the fixtures, for tests that build models without a folder.
-pub fn tiny() -> ClipCfg {
-    ClipCfg::tiny()
 }

@@ -398,6 +398,59 @@ mod tests {
         assert_close("ddelta", &g.get(&d).as_vec(), &nd);
     }
 
+    /// Embedding forward against its definition: token 0 = class + pos[0] (+ temporal[t] when on
+    /// CLS), token 1 + p = patch p + pos[1 + p] + temporal[t].
+    #[test]
+    fn embed_tokens_matches_its_definition() {
+        let dev = Cpu::default();
+        let frames = 3;
+        let p = dev.tensor_from_vec(rand_vec(6, N * (L - 1) * C), (N, L - 1, Const::<C>));
+        let cls = Param::new(dev.tensor_from_vec(rand_vec(7, C), (Const::<C>,)), false);
+        let pos = Param::new(dev.tensor_from_vec(rand_vec(8, L * C), (L, Const::<C>)), false);
+        let tem = Param::new(dev.tensor_from_vec(rand_vec(9, frames * C), (frames, Const::<C>)), false);
+        let (pv, cv, sv, tv) = (p.as_vec(), cls.to_vec(), pos.to_vec(), tem.to_vec());
+        for on_cls in [true, false] {
+            let y = embed_tokens(p.clone(), &cls, &pos, Some(&tem), on_cls).as_vec();
+            for r in 0..N {
+                for tok in 0..L {
+                    for c in 0..C {
+                        let base = if tok == 0 { cv[c] } else { pv[(r * (L - 1) + tok - 1) * C + c] };
+                        let te = if tok > 0 || on_cls { tv[(r % frames) * C + c] } else { 0.0 };
+                        let want = base + sv[tok * C + c] + te;
+                        assert!((y[(r * L + tok) * C + c] - want).abs() < 1e-12);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prompt replacement and the all-token shift, forward against their definitions.
+    #[test]
+    fn set_prompts_and_temporal_shift_match_their_definitions() {
+        let dev = Cpu::default();
+        let x = x(&dev);
+        let xv = x.as_vec();
+        let p = Param::new(dev.tensor_from_vec(rand_vec(13, 3 * C), (3usize, Const::<C>)), false);
+        let y = set_prompts(x.clone(), 2, &p).as_vec();
+        let l2 = L - 2 + 3;
+        for r in 0..N {
+            assert_eq!(y[r * l2 * C..r * l2 * C + C], xv[r * L * C..r * L * C + C]); // CLS
+            assert_eq!(y[(r * l2 + 1) * C..(r * l2 + 4) * C], p.to_vec()[..]); // the new prompts
+            assert_eq!(y[(r * l2 + 4) * C..(r + 1) * l2 * C], xv[(r * L + 3) * C..(r + 1) * L * C]); // patches
+        }
+        let frames = 3;
+        let y = temporal_shift(x.clone(), frames, &[Shift { start: 1, len: 2, dt: -1 }], false).as_vec();
+        for r in 0..N {
+            for tok in 0..L {
+                for c in 0..C {
+                    let i = (r * L + tok) * C + c;
+                    let want = if (1..3).contains(&c) { if r % frames == 0 { 0.0 } else { xv[i - L * C] } } else { xv[i] };
+                    assert_eq!(y[i], want);
+                }
+            }
+        }
+    }
+
     /// Embedding: gradients to patches, class, positional and temporal embeddings.
     #[test]
     fn embed_tokens_gradients_match_finite_differences() {

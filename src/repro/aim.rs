@@ -51,8 +51,7 @@ pub fn table1_components() -> Spec {
     }
 }
 
-fn sota(binary: &'static str, file: &'static str, base: fn() -> AimCfg, large: fn() -> AimCfg) -> Spec {
-    let _ = (base, large);
+fn sota(binary: &'static str, file: &'static str, ours: fn(&Row) -> Option<Ours>) -> Spec {
     Spec {
         binary,
         paper: "aim",
@@ -60,37 +59,33 @@ fn sota(binary: &'static str, file: &'static str, base: fn() -> AimCfg, large: f
         computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(Some("params"), "Param (M)", Quantity::TotalParams), computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable)],
         results: vec!["top1", "top5"],
         published_only: vec![],
-        ours: if file == "table2_k400" {
-            |r: &Row| {
-                let v = row_views(r)?;
-                match r.id.as_str() {
-                    id if id.starts_with("aim_vit_b16_") => aim(AimCfg::vitclip_base_k400(), v),
-                    id if id.starts_with("aim_vit_l14_") => aim(AimCfg::vitclip_large_k400(), v),
-                    _ => None,
-                }
-            }
-        } else {
-            |r: &Row| {
-                let v = row_views(r)?;
-                match r.id.as_str() {
-                    id if id.starts_with("aim_vit_b16_") => aim(AimCfg::vitclip_base_sthv2(), v),
-                    id if id.starts_with("aim_vit_l14_") => aim(AimCfg::vitclip_large_sthv2(), v),
-                    _ => None,
-                }
-            }
-        },
+        ours,
         remarks: vec![],
     }
 }
 
 /// Table 2: Kinetics-400.
 pub fn table2_k400() -> Spec {
-    sota("aim_table2_k400", "table2_k400", AimCfg::vitclip_base_k400, AimCfg::vitclip_large_k400)
+    sota("aim_table2_k400", "table2_k400", |r: &Row| {
+        let v = row_views(r)?;
+        match r.id.as_str() {
+            id if id.starts_with("aim_vit_b16_") => aim(AimCfg::vitclip_base_k400(), v),
+            id if id.starts_with("aim_vit_l14_") => aim(AimCfg::vitclip_large_k400(), v),
+            _ => None,
+        }
+    })
 }
 
 /// Table 3: Something-Something v2.
 pub fn table3_ssv2() -> Spec {
-    sota("aim_table3_ssv2", "table3_ssv2", AimCfg::vitclip_base_sthv2, AimCfg::vitclip_large_sthv2)
+    sota("aim_table3_ssv2", "table3_ssv2", |r: &Row| {
+        let v = row_views(r)?;
+        match r.id.as_str() {
+            id if id.starts_with("aim_vit_b16_") => aim(AimCfg::vitclip_base_sthv2(), v),
+            id if id.starts_with("aim_vit_l14_") => aim(AimCfg::vitclip_large_sthv2(), v),
+            _ => None,
+        }
+    })
 }
 
 /// Table 4: Kinetics-700 (700 classes).

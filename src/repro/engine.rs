@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::published::{Cell, Published, Row};
+use super::published::{Cell, Row};
 use crate::count::{Breakdown, Views};
 use crate::models::ModelCfg;
 
@@ -334,19 +334,24 @@ impl Report {
             subs.push(sub);
         }
         let mut width: Vec<usize> = (0..n).map(|j| cells.iter().skip(1).map(|r| r[j].chars().count()).chain([subs[j].chars().count()]).max().unwrap_or(0)).collect();
-        // widen the last column of a group span until the group label fits
+        // the spans (first, last column) of the group labels
+        let mut spans = Vec::new();
         let mut j = 0;
         while j < n {
             let mut k = j;
             while k + 1 < n && !groups[j].is_empty() && groups[k + 1] == groups[j] {
                 k += 1;
             }
+            spans.push((j, k));
+            j = k + 1;
+        }
+        // widen the last column of a span until its group label fits
+        for &(j, k) in &spans {
             let span: usize = width[j..=k].iter().sum::<usize>() + 2 * (k - j);
             let need = groups[j].chars().count();
             if need > span {
                 width[k] += need - span;
             }
-            j = k + 1;
         }
         let line = |parts: Vec<String>| parts.join("  ").trim_end().to_string();
         let pad = |c: &str, w: usize, left: bool| {
@@ -362,17 +367,7 @@ impl Report {
         }
         writeln!(s).unwrap();
         // group line
-        let mut g = Vec::new();
-        let mut j = 0;
-        while j < n {
-            let mut k = j;
-            while k + 1 < n && !groups[j].is_empty() && groups[k + 1] == groups[j] {
-                k += 1;
-            }
-            let span: usize = width[j..=k].iter().sum::<usize>() + 2 * (k - j);
-            g.push(pad(&groups[j], span, true));
-            j = k + 1;
-        }
+        let g: Vec<String> = spans.iter().map(|&(j, k)| pad(&groups[j], width[j..=k].iter().sum::<usize>() + 2 * (k - j), true)).collect();
         writeln!(s, "{}", line(g)).unwrap();
         writeln!(s, "{}", line((0..n).map(|j| pad(&subs[j], width[j], j == 0)).collect())).unwrap();
         writeln!(s, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * (n - 1))).unwrap();
@@ -465,39 +460,7 @@ pub fn book_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("book/src/generated")
 }
 
-/// The shared `main` of the reproduction binaries: parse, run, print, optionally write the book page.
-pub fn main_for(spec: fn() -> Spec, extra: Option<fn(&Args, &mut Report) -> anyhow::Result<()>>) {
-    use clap::Parser;
-    let args = Args::parse();
-    let run = || -> anyhow::Result<String> {
-        let spec = spec();
-        let mut rep = report(&spec, &args)?;
-        if args.write_book {
-            let path = book_dir().join(format!("{}.md", spec.binary));
-            std::fs::create_dir_all(book_dir())?;
-            std::fs::write(&path, rep.render(Format::Markdown))?;
-            eprintln!("wrote {}", path.display());
-        }
-        if let (false, Some(extra)) = (args.counts_only, extra) {
-            extra(&args, &mut rep)?;
-        }
-        Ok(rep.render(args.format))
-    };
-    match run() {
-        Ok(s) => print!("{s}"),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
 /// Checks a published table against the spec without printing (for tests): every ✗ is explained.
 pub fn unexplained(rep: &Report) -> Vec<String> {
     rep.rows.iter().flat_map(|r| r.cells.iter().filter(|c| c.as_str() == "✗ ?").map(move |_| r.id.clone())).collect()
-}
-
-/// Loads a published table (re-exported for specs that inspect it).
-pub fn published(paper: &str, file: &str) -> anyhow::Result<Published> {
-    super::published::load(paper, file)
 }
