@@ -86,26 +86,27 @@ fn aim_gradients_match_finite_differences() {
     println!("AIM: worst relative error {worst:e}");
 }
 
-/// MST-Adapter in every placement, with the CLS shift; dense and depthwise 1×1×1, learned and
-/// averaged fusion.
-#[test]
-fn mst_adapter_gradients_match_finite_differences() {
-    use video_adapters::mst_adapter::{Fusion, MstAdapterCfg, Placement, Pointwise};
+/// MST-Adapter in every placement, with the CLS shift; dense, depthwise and no 1×1×1 conv,
+/// learned and averaged fusion.
+#[rstest::rstest]
+#[case::post_residual(video_adapters::mst_adapter::Placement::PostResidual, video_adapters::mst_adapter::Pointwise::Dense, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
+#[case::prior_ln(video_adapters::mst_adapter::Placement::PriorLn, video_adapters::mst_adapter::Pointwise::Depthwise, video_adapters::mst_adapter::Fusion::Average)]
+#[case::prior_branch(video_adapters::mst_adapter::Placement::PriorBranch, video_adapters::mst_adapter::Pointwise::None, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
+#[case::post_branch(video_adapters::mst_adapter::Placement::PostBranch, video_adapters::mst_adapter::Pointwise::Dense, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
+fn mst_adapter_gradients_match_finite_differences(
+    #[case] placement: video_adapters::mst_adapter::Placement,
+    #[case] pointwise: video_adapters::mst_adapter::Pointwise,
+    #[case] fusion: video_adapters::mst_adapter::Fusion,
+) {
+    use video_adapters::mst_adapter::MstAdapterCfg;
     use video_adapters::st_adapter::Blocks;
     let dev = Cpu::default();
     let v = video(&dev);
-    for (placement, pointwise, fusion) in [
-        (Placement::PostResidual, Pointwise::Dense, Fusion::Learned { init: 0.33 }),
-        (Placement::PriorLn, Pointwise::Depthwise, Fusion::Average),
-        (Placement::PriorBranch, Pointwise::None, Fusion::Learned { init: 0.33 }),
-        (Placement::PostBranch, Pointwise::Dense, Fusion::Learned { init: 0.33 }),
-    ] {
-        let cfg = MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, blocks: Blocks::Last(2), placement, pointwise, fusion, ..MstAdapterCfg::vit_b16_k400() };
-        let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
-        randomize(&mut m, 4);
-        let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
-        println!("MST-Adapter {placement:?} {pointwise:?} {fusion:?}: worst relative error {worst:e}");
-    }
+    let cfg = MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, blocks: Blocks::Last(2), placement, pointwise, fusion, ..MstAdapterCfg::vit_b16_k400() };
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    randomize(&mut m, 4);
+    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    println!("MST-Adapter {placement:?} {pointwise:?} {fusion:?}: worst relative error {worst:e}");
 }
 
 /// The benchmark baselines' trainable parts (TimeSformer temporal attention and time embedding,

@@ -321,19 +321,19 @@ mod tests {
         assert_close("db", &grads.get(&b.value).as_vec(), &numeric_grad(&bv, |v| loss(&xv, &wv, v)));
     }
 
-    /// ST-Adapter's temporal kernel.
-    #[test]
-    fn dwconv3d_3x1x1_matches_naive_loop_and_finite_differences() {
-        check(Kernel3::new(3, 1, 1));
-    }
-
-    /// ST-Adapter Table 7's spatial and spatio-temporal kernels, and a larger MST-style branch.
-    #[test]
-    fn dwconv3d_other_kernels_match_naive_loop_and_finite_differences() {
-        check(Kernel3::new(1, 3, 3));
-        check(Kernel3::new(3, 3, 3));
-        check(Kernel3::new(5, 3, 1));
-        check(Kernel3::new(1, 1, 1));
+    /// ST-Adapter's 3×1×1, Table 7's 1×3×3 and 3×3×3, MST-Adapter's longer temporal branches, an
+    /// asymmetric 5×3×1 and the pointwise 1×1×1: forward against the loop, gradients against
+    /// finite differences.
+    #[rstest::rstest]
+    #[case(3, 1, 1)]
+    #[case(1, 3, 3)]
+    #[case(3, 3, 3)]
+    #[case(5, 1, 1)]
+    #[case(7, 1, 1)]
+    #[case(5, 3, 1)]
+    #[case(1, 1, 1)]
+    fn dwconv3d_matches_naive_loop_and_finite_differences(#[case] t: usize, #[case] h: usize, #[case] w: usize) {
+        check(Kernel3::new(t, h, w));
     }
 
     /// Cross-correlation orientation: with weight (1, 0, 0) on a (3,1,1) kernel, frame t receives
