@@ -357,33 +357,18 @@ pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
     })
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Adapter<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("D_fc1", &self.d_fc1);
-        w.module("D_fc2", &self.d_fc2);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("D_fc1", &mut self.d_fc1);
-        w.module("D_fc2", &mut self.d_fc2);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Adapter<C, E, D> {
+    module "D_fc1" => d_fc1,
+    module "D_fc2" => d_fc2,
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for AimBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.clip);
-        w.module("MLP_Adapter", &self.mlp_adapter);
-        w.module("S_Adapter", &self.s_adapter);
-        w.module("T_Adapter", &self.t_adapter);
-        w.module("T_Adapter_in", &self.t_adapter_in);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.clip);
-        w.module("MLP_Adapter", &mut self.mlp_adapter);
-        w.module("S_Adapter", &mut self.s_adapter);
-        w.module("T_Adapter", &mut self.t_adapter);
-        w.module("T_Adapter_in", &mut self.t_adapter_in);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] AimBlock<C, E, D> {
+    module "" => clip,
+    module "MLP_Adapter" => mlp_adapter,
+    module "S_Adapter" => s_adapter,
+    module "T_Adapter" => t_adapter,
+    module "T_Adapter_in" => t_adapter_in,
+});
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Aim<C, E, D> {
     fn walk<W: Walk<E, D>>(&self, w: &mut W) {

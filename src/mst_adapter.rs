@@ -421,15 +421,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MstAdapter<C, E,
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MstBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.clip);
-        w.module("adapter_attn", &self.adapter_attn);
-        w.module("adapter_mlp", &self.adapter_mlp);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.clip);
-        w.module("adapter_attn", &mut self.adapter_attn);
-        w.module("adapter_mlp", &mut self.adapter_mlp);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MstBlock<C, E, D> {
+    module "" => clip,
+    module "adapter_attn" => adapter_attn,
+    module "adapter_mlp" => adapter_mlp,
+});

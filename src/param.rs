@@ -197,3 +197,27 @@ impl<E: Real, D: KitDevice<E>, M: Params<E, D>> Params<E, D> for Option<M> {
         }
     }
 }
+
+/// Implements [`Params`] for a struct whose parameters are fields: each entry is
+/// `param "key" => field` (a [`Param`]) or `module "key" => field` (anything [`Params`]; an empty
+/// key keeps the child's keys at this level). The generics must name the element type `E` and
+/// the device `D`.
+///
+/// ```ignore
+/// impl_params!([const C: usize, E: Real, D: KitDevice<E>] Adapter<C, E, D> {
+///     module "fc1" => fc1, module "conv" => conv, module "fc2" => fc2,
+/// });
+/// ```
+#[macro_export]
+macro_rules! impl_params {
+    ([$($g:tt)*] $t:ty { $($kind:ident $key:literal => $field:ident),* $(,)? }) => {
+        impl<$($g)*> $crate::param::Params<E, D> for $t {
+            fn walk<W: $crate::param::Walk<E, D>>(&self, w: &mut W) {
+                $( w.$kind($key, &self.$field); )*
+            }
+            fn walk_mut<W: $crate::param::WalkMut<E, D>>(&mut self, w: &mut W) {
+                $( w.$kind($key, &mut self.$field); )*
+            }
+        }
+    };
+}

@@ -31,7 +31,7 @@ use crate::count::{dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_param
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
-use crate::param::{Params, Walk, WalkMut};
+use crate::param::Param;
 
 /// Where in a block an adapter sits (Table 5c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,7 +186,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
         Self {
             fc1: Linear { weight: param(dev, (width, Const::<C>), init.torch_linear(width, C), true), bias: Some(constant(dev, (width,), 0.0, true)) },
             conv: DwConv3d {
-                weight: crate::param::Param::stored_as(constant(dev, (width, taps), 0.0, true).value, true, &[width, 1, kernel.t, kernel.h, kernel.w]),
+                weight: Param::stored_as(constant(dev, (width, taps), 0.0, true).value, true, &[width, 1, kernel.t, kernel.h, kernel.w]),
                 bias: constant(dev, (width,), 0.0, true),
                 kernel,
             },
@@ -261,33 +261,18 @@ impl StAdapterCfg {
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Adapter<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("fc1", &self.fc1);
-        w.module("conv", &self.conv);
-        w.module("fc2", &self.fc2);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("fc1", &mut self.fc1);
-        w.module("conv", &mut self.conv);
-        w.module("fc2", &mut self.fc2);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Adapter<C, E, D> {
+    module "fc1" => fc1,
+    module "conv" => conv,
+    module "fc2" => fc2,
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for StBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.clip);
-        w.module("adapter_pre_attn", &self.adapter_pre_attn);
-        w.module("adapter_pre_mlp", &self.adapter_pre_mlp);
-        w.module("adapter_post_mlp", &self.adapter_post_mlp);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.clip);
-        w.module("adapter_pre_attn", &mut self.adapter_pre_attn);
-        w.module("adapter_pre_mlp", &mut self.adapter_pre_mlp);
-        w.module("adapter_post_mlp", &mut self.adapter_post_mlp);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] StBlock<C, E, D> {
+    module "" => clip,
+    module "adapter_pre_attn" => adapter_pre_attn,
+    module "adapter_pre_mlp" => adapter_pre_mlp,
+    module "adapter_post_mlp" => adapter_post_mlp,
+});
 
 /// The official constructor `VisionTransformer(**kwargs)` as a config. Every keyword must be
 /// known: an unknown one is an error (naming it), never silently ignored.

@@ -372,17 +372,9 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for BenchBlock<C, E,
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Benchmark<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.backbone);
-        w.module("temporal_head", &self.temporal_head);
-        w.module("attn_pool", &self.attn_pool);
-        w.module("fc", &self.fc);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.backbone);
-        w.module("temporal_head", &mut self.temporal_head);
-        w.module("attn_pool", &mut self.attn_pool);
-        w.module("fc", &mut self.fc);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Benchmark<C, E, D> {
+    module "" => backbone,
+    module "temporal_head" => temporal_head,
+    module "attn_pool" => attn_pool,
+    module "fc" => fc,
+});

@@ -9,7 +9,7 @@ use crate::device::{KitDevice, Real};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::{self, gelu, linear, Grid, Linear, SeqAxis, Shift};
-use crate::param::{Param, Params, Walk, WalkMut};
+use crate::param::Param;
 
 // ANCHOR: timesformer
 /// TimeSformer's divided space-time attention adds, before each block's spatial attention, an
@@ -94,39 +94,19 @@ impl<const C: usize, E: Real, D: KitDevice<E>> HoulsbyAdapter<C, E, D> {
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for TemporalAttention<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("temporal_norm1", &self.temporal_norm1);
-        w.module("temporal_attn", &self.temporal_attn);
-        w.module("temporal_fc", &self.temporal_fc);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("temporal_norm1", &mut self.temporal_norm1);
-        w.module("temporal_attn", &mut self.temporal_attn);
-        w.module("temporal_fc", &mut self.temporal_fc);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] TemporalAttention<C, E, D> {
+    module "temporal_norm1" => temporal_norm1,
+    module "temporal_attn" => temporal_attn,
+    module "temporal_fc" => temporal_fc,
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for TemporalHead<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("cls", &self.cls);
-        w.param("pos", &self.pos);
-        w.module("block", &self.block);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("cls", &mut self.cls);
-        w.param("pos", &mut self.pos);
-        w.module("block", &mut self.block);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] TemporalHead<C, E, D> {
+    param "cls" => cls,
+    param "pos" => pos,
+    module "block" => block,
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for HoulsbyAdapter<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("fc1", &self.fc1);
-        w.module("fc2", &self.fc2);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("fc1", &mut self.fc1);
-        w.module("fc2", &mut self.fc2);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] HoulsbyAdapter<C, E, D> {
+    module "fc1" => fc1,
+    module "fc2" => fc2,
+});

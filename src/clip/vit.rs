@@ -309,16 +309,10 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> FrameClassifie
 }
 // ANCHOR_END: frame_head
 
-impl<const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>> Params<E, D> for FrameClassifier<C, B, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.backbone);
-        w.module("fc", &self.fc);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.backbone);
-        w.module("fc", &mut self.fc);
-    }
-}
+crate::impl_params!([const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>] FrameClassifier<C, B, E, D> {
+    module "" => backbone,
+    module "fc" => fc,
+});
 
 /// The frame-wise CLIP baseline ("SA", space-only): CLIP blocks, mean over frames, `fc`.
 pub type FrameBaseline<const C: usize, E, D> = FrameClassifier<C, ResidualAttentionBlock<C, E, D>, E, D>;
@@ -337,40 +331,21 @@ pub fn head<const C: usize, E: Real, D: KitDevice<E>>(dev: &D, init: &mut Init, 
     Linear { weight: param(dev, (classes, Const::<C>), init.normal(classes * C, std), true), bias: Some(constant(dev, (classes,), 0.0, true)) }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Mlp<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("c_fc", &self.c_fc);
-        w.module("c_proj", &self.c_proj);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("c_fc", &mut self.c_fc);
-        w.module("c_proj", &mut self.c_proj);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Mlp<C, E, D> {
+    module "c_fc" => c_fc,
+    module "c_proj" => c_proj,
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for ResidualAttentionBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("attn", &self.attn);
-        w.module("ln_1", &self.ln_1);
-        w.module("mlp", &self.mlp);
-        w.module("ln_2", &self.ln_2);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("attn", &mut self.attn);
-        w.module("ln_1", &mut self.ln_1);
-        w.module("mlp", &mut self.mlp);
-        w.module("ln_2", &mut self.ln_2);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] ResidualAttentionBlock<C, E, D> {
+    module "attn" => attn,
+    module "ln_1" => ln_1,
+    module "mlp" => mlp,
+    module "ln_2" => ln_2,
+});
 
-impl<E: Real, D: KitDevice<E>, B: Params<E, D>> Params<E, D> for Transformer<B> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("resblocks", &self.resblocks);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("resblocks", &mut self.resblocks);
-    }
-}
+crate::impl_params!([E: Real, D: KitDevice<E>, B: Params<E, D>] Transformer<B> {
+    module "resblocks" => resblocks,
+});
 
 impl<const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>> Params<E, D> for VisionTransformer<C, B, E, D> {
     fn walk<W: Walk<E, D>>(&self, w: &mut W) {

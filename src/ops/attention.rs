@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::gemm::{matmul, Mat, MatMut, Threads};
 use super::{linear, Linear, SharedMut};
 use crate::device::{host, tensor, KitDevice, Real};
-use crate::param::{Param, Params, Walk, WalkMut};
+use crate::param::Param;
 
 // ANCHOR: seq_axis
 /// Which axis of the (B·T, L, ·) token stream the attention sequences run along.
@@ -205,18 +205,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MultiheadAttention<C, E, D> {
 }
 // ANCHOR_END: mha_forward
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MultiheadAttention<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("in_proj_weight", &self.in_proj_weight);
-        w.param("in_proj_bias", &self.in_proj_bias);
-        w.module("out_proj", &self.out_proj);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("in_proj_weight", &mut self.in_proj_weight);
-        w.param("in_proj_bias", &mut self.in_proj_bias);
-        w.module("out_proj", &mut self.out_proj);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MultiheadAttention<C, E, D> {
+    param "in_proj_weight" => in_proj_weight,
+    param "in_proj_bias" => in_proj_bias,
+    module "out_proj" => out_proj,
+});
 
 #[cfg(test)]
 mod tests {

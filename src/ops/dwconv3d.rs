@@ -10,7 +10,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use crate::device::{host, tensor, KitDevice, Real};
-use crate::param::{Param, Params, Walk, WalkMut};
+use crate::param::Param;
 
 /// B videos × T frames × an H × W grid of positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -74,16 +74,10 @@ impl<E: Real, D: KitDevice<E>> DwConv3d<E, D> {
     }
 }
 
-impl<E: Real, D: KitDevice<E>> Params<E, D> for DwConv3d<E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("weight", &self.weight);
-        w.param("bias", &self.bias);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("weight", &mut self.weight);
-        w.param("bias", &mut self.bias);
-    }
-}
+crate::impl_params!([E: Real, D: KitDevice<E>] DwConv3d<E, D> {
+    param "weight" => weight,
+    param "bias" => bias,
+});
 
 /// For output position (t, h, w) and tap (i, j, k): the input position, if inside the grid.
 #[derive(Clone, Copy)]

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
-use crate::param::{Param, Params, Walk, WalkMut};
+use crate::param::Param;
 
 /// A torch `nn.LayerNorm(width)`: `weight` (γ) and `bias` (β).
 #[derive(Clone, Debug)]
@@ -27,16 +27,10 @@ impl<X: Dim, E: Real, D: KitDevice<E>> LayerNorm<X, E, D> {
     }
 }
 
-impl<X: Dim, E: Real, D: KitDevice<E>> Params<E, D> for LayerNorm<X, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("weight", &self.weight);
-        w.param("bias", &self.bias);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("weight", &mut self.weight);
-        w.param("bias", &mut self.bias);
-    }
-}
+crate::impl_params!([X: Dim, E: Real, D: KitDevice<E>] LayerNorm<X, E, D> {
+    param "weight" => weight,
+    param "bias" => bias,
+});
 
 /// `y = (x − mean) / sqrt(var + eps) · γ + β` per row. Backward: with `x̂` the normalised input and
 /// `g = gy·γ`, `dx = (g − mean(g) − x̂·mean(g·x̂)) / sqrt(var + eps)`; `dγ = Σ gy·x̂`, `dβ = Σ gy`
