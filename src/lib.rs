@@ -15,6 +15,7 @@
 
 pub mod aim;
 pub mod baselines;
+pub mod bench;
 pub mod clip;
 pub mod context;
 pub mod count;

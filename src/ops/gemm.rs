@@ -1,4 +1,5 @@
-//! Strided matrix products on host slices, through the `gemm` crate dfdx itself uses.
+//! Strided matrix products on host slices, through the `gemm` crate (0.19; dfdx 0.13 pins 0.15,
+//! which measured 1.3× slower on our block: `cargo run --release --bin bench_block`).
 //!
 //! A [`Mat`] is a window on a slice: element (i, j) lives at `off + i·rs + j·cs`. Transposing is
 //! swapping the strides, so `x·Wᵀ`, `gyᵀ·x` and the per-head attention products read the packed
