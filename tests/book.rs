@@ -127,4 +127,8 @@ fn measured_outputs_cover_their_tables() {
         }
         assert!(text.contains("Measured here, in this run"), "{name}: no measurement note");
     }
+    let bench = std::fs::read_to_string(book().join("measured/bench_block.md")).expect("book/src/measured/bench_block.md: ./scripts/measure_tables.sh");
+    for row in ["dfdx stock ops, all weights trained", "ours, all weights trained", "ours, frozen weights (input gradient only)", "ours, forward only"] {
+        assert!(bench.contains(row), "bench_block.md: row {row} missing");
+    }
 }
