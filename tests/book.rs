@@ -126,6 +126,9 @@ fn measured_outputs_cover_their_tables() {
             assert!(text.contains(&row.label.replace('|', "\\|")), "{name}: row {} missing", row.label);
         }
         assert!(text.contains("Measured here, in this run"), "{name}: no measurement note");
+        if name != "st_table11_inference_speed" {
+            assert!(text.contains("weights + optimizer MB (counted)"), "{name}: no counted training state: ./scripts/measure_tables.sh");
+        }
     }
     let bench = std::fs::read_to_string(book().join("measured/bench_block.md")).expect("book/src/measured/bench_block.md: ./scripts/measure_tables.sh");
     for row in ["dfdx stock ops, all weights trained", "ours, all weights trained", "ours, frozen weights (input gradient only)", "ours, forward only"] {
