@@ -111,6 +111,44 @@ fn vit_l14_costs_1946_gflops_at_8x3x1() {
     insta::assert_snapshot!("vit_l14_gflops_8x3x1", format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1))));
 }
 
+/// ST-Adapter prints 419 (ViT-B/16) and 1941 (ViT-L/14) GFLOPs at 8×3×1 for its frame-wise
+/// baselines, against the full counts 421.968 and 1945.836 above, while its adapter rows match our
+/// full counts exactly. Counting only the transformer blocks' matrix products (in_proj, QKᵀ, PV,
+/// out_proj, c_fc, c_proj: no conv1, no LayerNorm) fits both:
+///
+/// ```text
+/// ViT-B/16 per block  348,585,984 + 59,610,624 + 116,195,328 + 929,562,624 = 1,453,954,560
+///          × 12 blocks × 8 frames × 3 views                    = 418.739 GFLOPs → "419"
+/// ViT-L/14 per block  808,452,096 + 135,268,352 + 269,484,032 + 2,155,872,256 = 3,369,076,736
+///          × 24 blocks × 8 frames × 3 views                    = 1940.588 GFLOPs → "1941"
+/// ```
+///
+/// The other variants tried fit one figure at most: without conv1 419.19 / 1942.14, without
+/// LayerNorm 421.51 / 1944.32, blocks with their LayerNorms 419.18 / 1942.10.
+#[test]
+fn st_adapter_baseline_gflops_are_the_blocks_matrix_products_only() {
+    use video_adapters::repro::published::{load, Cell};
+    let table = load("st_adapter", "table2_k400").unwrap();
+    let variants = ["the blocks' matrix products", "full", "without conv1", "without LayerNorm", "blocks with LayerNorm"];
+    let mut fits = vec![0; variants.len()];
+    for (clip, row, products_want) in [(ClipCfg::vit_b16(), "vit_b_no_adapter", 418.739), (ClipCfg::vit_l14(), "vit_l_no_adapter", 1940.588)] {
+        let Cell::Num(printed) = table.row(row).unwrap().cells["gflops"] else { panic!("{row}: gflops is not a number") };
+        let b = baseline(clip).breakdown();
+        let gflops = |pred: &dyn Fn(&str) -> bool| b.lines.iter().filter(|l| pred(&l.name)).map(|l| l.macs).sum::<u64>() as f64 * 3.0 / 1e9;
+        let products = gflops(&|n| n.contains("attention") || n.contains("MLP"));
+        assert!((products - products_want).abs() < 1e-3, "{row}: {products}");
+        let full = b.gflops(Views::new(8, 3, 1));
+        let counts = [products, full, full - gflops(&|n| n.starts_with("conv1")), full - gflops(&|n| n.contains("ln_")), products + gflops(&|n| n.contains("ln_1"))];
+        for (fit, g) in fits.iter_mut().zip(counts) {
+            *fit += usize::from(g.round() == printed);
+        }
+    }
+    assert_eq!(fits[0], 2, "the blocks' matrix products round to both printed figures");
+    for (variant, fit) in variants.iter().zip(&fits).skip(1) {
+        assert!(*fit < 2, "{variant} fits both printed figures too");
+    }
+}
+
 /// The analytic breakdown equals the built modules, line by line (parameters walked by key).
 #[test]
 fn analytic_counts_equal_the_built_backbones() {
