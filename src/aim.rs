@@ -115,7 +115,11 @@ impl AimCfg {
     /// DropPath rate of block i: linspace(0, drop_path_rate, layers)[i].
     pub fn drop_path(&self, i: usize) -> f64 {
         let n = self.clip.layers;
-        if n <= 1 { 0.0 } else { self.drop_path_rate * i as f64 / (n - 1) as f64 }
+        if n <= 1 {
+            0.0
+        } else {
+            self.drop_path_rate * i as f64 / (n - 1) as f64
+        }
     }
 }
 
@@ -123,8 +127,18 @@ impl AimCfg {
 impl AimCfg {
     /// Parameters and multiply-adds per view (`frames` frames), line by line.
     pub fn breakdown(&self) -> Breakdown {
-        let (c, t, l, h) = (self.clip.width as u64, self.frames as u64, self.clip.tokens() as u64, self.hidden() as u64);
-        let mut b = Breakdown::new(format!("AIM {} (ratio {}, s {}, num_tadapter {})", self.clip.name(), self.mlp_ratio, self.adapter_scale, self.num_tadapter), self.frames);
+        let (c, t, l, h) =
+            (self.clip.width as u64, self.frames as u64, self.clip.tokens() as u64, self.hidden() as u64);
+        let mut b = Breakdown::new(
+            format!(
+                "AIM {} (ratio {}, s {}, num_tadapter {})",
+                self.clip.name(),
+                self.mlp_ratio,
+                self.adapter_scale,
+                self.num_tadapter
+            ),
+            self.frames,
+        );
         encoder_lines(&mut b, &self.clip, self.frames, false, "backbone.");
         b.line("temporal_embedding", &["backbone.temporal_embedding"], t * c, true, 0);
         let count = |j: usize| (0..self.clip.layers).filter(|&i| self.adapters_of(i)[j]).count() as u64;
@@ -135,13 +149,36 @@ impl AimCfg {
         b.line(&format!("{n_t} × T-MSA (ln_1 + attn reused over T)"), &[], 0, false, n_t * t * t_msa);
         let adapter_params = linear_params(c, h) + linear_params(h, c);
         let adapter_macs = t * (linear_macs(l, c, h) + linear_macs(l, h, c));
-        for (n, name, key) in [(n_tin, "T_Adapter_in", "T_Adapter_in."), (n_t, "T_Adapter", "T_Adapter."), (n_s, "S_Adapter", "S_Adapter."), (n_mlp, "MLP_Adapter", "MLP_Adapter.")] {
+        for (n, name, key) in [
+            (n_tin, "T_Adapter_in", "T_Adapter_in."),
+            (n_t, "T_Adapter", "T_Adapter."),
+            (n_s, "S_Adapter", "S_Adapter."),
+            (n_mlp, "MLP_Adapter", "MLP_Adapter."),
+        ] {
             if n > 0 {
-                b.line(&format!("{n} × {name} (D_fc1, GELU, D_fc2)"), &[&format!("backbone.transformer.resblocks.*.{key}")], n * adapter_params, true, n * adapter_macs);
+                b.line(
+                    &format!("{n} × {name} (D_fc1, GELU, D_fc2)"),
+                    &[&format!("backbone.transformer.resblocks.*.{key}")],
+                    n * adapter_params,
+                    true,
+                    n * adapter_macs,
+                );
             }
         }
-        b.line("ln_post (every frame's CLS)", &["backbone.ln_post."], layer_norm_params(c), true, t * layer_norm_macs(1, c));
-        b.line("cls_head.fc_cls", &["cls_head.fc_cls."], linear_params(c, self.num_classes as u64), true, linear_macs(1, c, self.num_classes as u64));
+        b.line(
+            "ln_post (every frame's CLS)",
+            &["backbone.ln_post."],
+            layer_norm_params(c),
+            true,
+            t * layer_norm_macs(1, c),
+        );
+        b.line(
+            "cls_head.fc_cls",
+            &["cls_head.fc_cls."],
+            linear_params(c, self.num_classes as u64),
+            true,
+            linear_macs(1, c, self.num_classes as u64),
+        );
         b
     }
 }
@@ -159,7 +196,11 @@ pub struct Adapter<const C: usize, E: Dtype, D: Storage<E>> {
 impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>) -> Tokens<C, E, D, T> {
         let branch = |x| self.d_fc2.forward(gelu(self.d_fc1.forward(x))); // C -> C/4 -> C
-        if self.skip_connect { residual(x, branch) } else { branch(x) }
+        if self.skip_connect {
+            residual(x, branch)
+        } else {
+            branch(x)
+        }
     }
 }
 // ANCHOR_END: adapter
@@ -168,8 +209,14 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     /// As `init_weights` leaves it: D_fc1 trunc-normal(0.02), zero bias; D_fc2 all zero. Trainable.
     pub fn build(hidden: usize, skip_connect: bool, dev: &D, init: &mut Init) -> Self {
         Self {
-            d_fc1: Linear { weight: param(dev, (hidden, Const::<C>), init.trunc_normal(hidden * C, 0.02), true), bias: Some(constant(dev, (hidden,), 0.0, true)) },
-            d_fc2: Linear { weight: constant(dev, (Const::<C>, hidden), 0.0, true), bias: Some(constant(dev, (Const::<C>,), 0.0, true)) },
+            d_fc1: Linear {
+                weight: param(dev, (hidden, Const::<C>), init.trunc_normal(hidden * C, 0.02), true),
+                bias: Some(constant(dev, (hidden,), 0.0, true)),
+            },
+            d_fc2: Linear {
+                weight: constant(dev, (Const::<C>, hidden), 0.0, true),
+                bias: Some(constant(dev, (Const::<C>,), 0.0, true)),
+            },
             skip_connect,
         }
     }
@@ -231,7 +278,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
 
 /// AIM's DropPath: in the official (L, B·T, C) layout timm drops whole rows of axis 0, i.e. token
 /// positions; here the stream is (B·T, L, C), so row (bt, l) gets the factor of position l.
-fn drop_path_tokens<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tokens<C, E, D, T>, p: f64, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+fn drop_path_tokens<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tokens<C, E, D, T>,
+    p: f64,
+    ctx: &mut Ctx,
+) -> Tokens<C, E, D, T> {
     let (n, l, _) = *x.shape();
     match ctx.drop_factors::<E>(l, p) {
         Some(per_token) => ops::drop_rows(x, (0..n * l).map(|r| per_token[r % l]).collect()),
@@ -259,7 +310,12 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Aim<C, E, D> {
     /// Logits (B, classes): `ln_post` on every frame's CLS token, mean over T, dropout, `fc_cls`.
     pub fn forward<T: Tape<E, D>>(&self, video: &Video<E, D>, ctx: &mut Ctx) -> Tensor<(usize, usize), E, D, T> {
         let frames = self.backbone.temporal_embedding.as_ref().map_or(0, |t| t.value.shape().0);
-        assert_eq!(video.shape().2, frames, "AIM was built for num_frames = {frames}; the input has T = {}", video.shape().2);
+        assert_eq!(
+            video.shape().2,
+            frames,
+            "AIM was built for num_frames = {frames}; the input has T = {}",
+            video.shape().2
+        );
         let (x, grid) = self.backbone.forward::<T>(video, ctx);
         let cls = self.backbone.ln_post.forward(ops::cls_tokens(x)); // (B·T, C), per frame
         ctx.tap("backbone_out", &cls);
@@ -314,7 +370,18 @@ pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
     use anyhow::{bail, Context};
     let bb = kw.get("backbone").and_then(|v| v.as_object()).context("constructor_kwargs.backbone missing")?;
     let head = kw.get("cls_head").and_then(|v| v.as_object()).context("constructor_kwargs.cls_head missing")?;
-    const BB: [&str; 10] = ["input_resolution", "num_frames", "patch_size", "width", "layers", "heads", "drop_path_rate", "num_tadapter", "adapter_scale", "pretrained"];
+    const BB: [&str; 10] = [
+        "input_resolution",
+        "num_frames",
+        "patch_size",
+        "width",
+        "layers",
+        "heads",
+        "drop_path_rate",
+        "num_tadapter",
+        "adapter_scale",
+        "pretrained",
+    ];
     const HEAD: [&str; 5] = ["num_classes", "in_channels", "dropout_ratio", "spatial_type", "init_std"];
     if let Some(k) = bb.keys().find(|k| !BB.contains(&k.as_str())) {
         bail!("AIM backbone keyword `{k}` is not supported by this port");
@@ -327,16 +394,31 @@ pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
             bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
         }
     }
-    let int = |o: &serde_json::Map<String, serde_json::Value>, k: &str| o.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).with_context(|| format!("`{k}` missing or not an integer"));
-    let num = |o: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| o.get(k).map_or(Ok(d), |v| v.as_f64().with_context(|| format!("`{k}` is not a number")));
-    let clip = ClipCfg { input_resolution: int(bb, "input_resolution")?, patch_size: int(bb, "patch_size")?, width: int(bb, "width")?, layers: int(bb, "layers")?, heads: int(bb, "heads")?, ..ClipCfg::vit_b16() };
+    let int = |o: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        o.get(k)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .with_context(|| format!("`{k}` missing or not an integer"))
+    };
+    let num = |o: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| {
+        o.get(k).map_or(Ok(d), |v| v.as_f64().with_context(|| format!("`{k}` is not a number")))
+    };
+    let clip = ClipCfg {
+        input_resolution: int(bb, "input_resolution")?,
+        patch_size: int(bb, "patch_size")?,
+        width: int(bb, "width")?,
+        layers: int(bb, "layers")?,
+        heads: int(bb, "heads")?,
+        ..ClipCfg::vit_b16()
+    };
     clip.validate().map_err(anyhow::Error::msg)?;
     if let Some(c) = head.get("in_channels").and_then(|v| v.as_u64()) {
         if c as usize != clip.width {
             bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
         }
     }
-    let num_tadapter = bb.get("num_tadapter").map_or(Ok(1), |v| v.as_u64().map(|v| v as usize).context("num_tadapter"))?;
+    let num_tadapter =
+        bb.get("num_tadapter").map_or(Ok(1), |v| v.as_u64().map(|v| v as usize).context("num_tadapter"))?;
     if !(1..=2).contains(&num_tadapter) {
         bail!("num_tadapter must be 1 or 2, is {num_tadapter}");
     }

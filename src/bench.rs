@@ -74,11 +74,17 @@ impl StockBlock {
         let h = self.ln_1.forward(x.clone().put_tape(tape));
         let (h, tape) = h.split_tape();
         let heads = |t: X<T>| t.reshape_like(&(b, s, Const::<H>, Const::<DH>));
-        let q = heads(self.q.forward(h.clone().put_tape(tape))).permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
-        let k = heads(self.k.forward(h.retaped::<T>())).permute::<(usize, Const<H>, Const<DH>, usize), Axes4<0, 2, 3, 1>>();
-        let v = heads(self.v.forward(h.retaped::<T>())).permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
+        let q = heads(self.q.forward(h.clone().put_tape(tape)))
+            .permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
+        let k =
+            heads(self.k.forward(h.retaped::<T>())).permute::<(usize, Const<H>, Const<DH>, usize), Axes4<0, 2, 3, 1>>();
+        let v =
+            heads(self.v.forward(h.retaped::<T>())).permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
         let att = (q.matmul(k) * (1.0 / (DH as f32).sqrt())).softmax::<Axis<3>>();
-        let o = att.matmul(v).permute::<(usize, usize, Const<H>, Const<DH>), Axes4<0, 2, 1, 3>>().reshape_like(&(b * s, Const::<C>));
+        let o = att
+            .matmul(v)
+            .permute::<(usize, usize, Const<H>, Const<DH>), Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(b * s, Const::<C>));
         let x1 = self.out_proj.forward(o) + x;
         let (x1, tape) = x1.split_tape();
         let f = self.c_fc.forward(self.ln_2.forward(x1.clone().put_tape(tape)));
@@ -113,11 +119,22 @@ pub fn run(rounds: usize, frames: usize, torch: bool) -> anyhow::Result<String> 
     let y_ours = ours.forward(x_ours.clone(), grid, &mut crate::Ctx::eval()).as_vec();
     let y_stock = stock.forward(x_stock.clone(), frames, s).as_vec();
     let dy = y_ours.iter().zip(&y_stock).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    let gx_ours = ours.forward(x_ours.leaky_trace(), grid, &mut crate::Ctx::eval()).sum::<Rank0, _>().backward().get(&x_ours).as_vec();
+    let gx_ours = ours
+        .forward(x_ours.leaky_trace(), grid, &mut crate::Ctx::eval())
+        .sum::<Rank0, _>()
+        .backward()
+        .get(&x_ours)
+        .as_vec();
     let gx_stock = stock.forward(x_stock.leaky_trace(), frames, s).sum::<Rank0, _>().backward().get(&x_stock).as_vec();
     let dgx = gx_ours.iter().zip(&gx_stock).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
 
-    let names = ["dfdx stock ops, all weights trained", "ours, all weights trained", "ours, frozen weights (input gradient only)", "dfdx stock ops, forward only", "ours, forward only"];
+    let names = [
+        "dfdx stock ops, all weights trained",
+        "ours, all weights trained",
+        "ours, frozen weights (input gradient only)",
+        "dfdx stock ops, forward only",
+        "ours, forward only",
+    ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut torch_times: Vec<(f64, f64)> = Vec::new();
     for round in 0..rounds + 1 {
@@ -148,7 +165,11 @@ pub fn run(rounds: usize, frames: usize, torch: bool) -> anyhow::Result<String> 
     }
     let med: Vec<f64> = times.into_iter().map(median).collect();
     let mut out = String::new();
-    writeln!(out, "One CLIP ViT-B/16 block (width 768, 12 heads, MLP 3072), {frames} frames × 197 tokens, f32, CPU, {} threads.", rayon::current_num_threads())?;
+    writeln!(
+        out,
+        "One CLIP ViT-B/16 block (width 768, 12 heads, MLP 3072), {frames} frames × 197 tokens, f32, CPU, {} threads.",
+        rayon::current_num_threads()
+    )?;
     writeln!(out, "Medians over {rounds} rounds; every variant once per round, after a warm-up round. Ratios: time ÷ the dfdx-stock row of the same kind.\n")?;
     writeln!(out, "| variant | median ms | ratio |")?;
     writeln!(out, "|---|---:|---:|")?;
@@ -159,17 +180,28 @@ pub fn run(rounds: usize, frames: usize, torch: bool) -> anyhow::Result<String> 
     if !torch_times.is_empty() {
         let fb = median(torch_times.iter().map(|t| t.0).collect());
         let f = median(torch_times.iter().map(|t| t.1).collect());
-        writeln!(out, "| PyTorch (scripts/bench_block.py), all weights trained | {:.0} | {:.2} |", fb * 1e3, fb / med[0])?;
+        writeln!(
+            out,
+            "| PyTorch (scripts/bench_block.py), all weights trained | {:.0} | {:.2} |",
+            fb * 1e3,
+            fb / med[0]
+        )?;
         writeln!(out, "| PyTorch, forward only | {:.0} | {:.2} |", f * 1e3, f / med[3])?;
     }
-    writeln!(out, "\nOurs vs stock on the same weights and input: max |Δy| = {dy:.1e}, max |Δ dL/dx| = {dgx:.1e} (L = Σ y).")?;
+    writeln!(
+        out,
+        "\nOurs vs stock on the same weights and input: max |Δy| = {dy:.1e}, max |Δ dL/dx| = {dgx:.1e} (L = Σ y)."
+    )?;
     Ok(out)
 }
 
 /// One PyTorch measurement (fwd+bwd, fwd) in seconds, from the optional script.
 fn torch_round(frames: usize) -> anyhow::Result<(f64, f64)> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_block.py");
-    let out = std::process::Command::new("python3").arg(&script).args(["--frames", &frames.to_string(), "--threads", &rayon::current_num_threads().to_string()]).output()?;
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--frames", &frames.to_string(), "--threads", &rayon::current_num_threads().to_string()])
+        .output()?;
     anyhow::ensure!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;

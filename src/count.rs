@@ -44,7 +44,11 @@ impl std::fmt::Display for Views {
 impl std::str::FromStr for Views {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let p: Vec<usize> = s.split(['x', '×']).map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("views `{s}` is not FxCxS"))?;
+        let p: Vec<usize> = s
+            .split(['x', '×'])
+            .map(|v| v.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("views `{s}` is not FxCxS"))?;
         match p[..] {
             [f, c, s] => Ok(Views::new(f, c, s)),
             _ => Err(format!("views `{s}` is not FxCxS")),
@@ -80,7 +84,13 @@ impl Breakdown {
 
     /// Adds a line. `trainable` is all or nothing for the line's parameters.
     pub fn line(&mut self, name: &str, keys: &[&str], params: u64, trainable: bool, macs: u64) -> &mut Self {
-        self.lines.push(Line { name: name.into(), keys: keys.iter().map(|k| k.to_string()).collect(), params, trainable: if trainable { params } else { 0 }, macs });
+        self.lines.push(Line {
+            name: name.into(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            params,
+            trainable: if trainable { params } else { 0 },
+            macs,
+        });
         self
     }
 
@@ -96,7 +106,11 @@ impl Breakdown {
     }
     /// The tables' GFLOPs: fvcore multiply-adds per view × views, in units of 10⁹.
     pub fn gflops(&self, views: Views) -> f64 {
-        assert_eq!(views.frames, self.frames, "breakdown counted for {} frames, views say {}", self.frames, views.frames);
+        assert_eq!(
+            views.frames, self.frames,
+            "breakdown counted for {} frames, views say {}",
+            self.frames, views.frames
+        );
         self.macs_per_view() as f64 * views.views() as f64 / 1e9
     }
     /// True FLOPs (2 per multiply-add) × views, in units of 10⁹.
@@ -110,11 +124,30 @@ impl Breakdown {
         let w = self.lines.iter().map(|l| l.name.chars().count()).max().unwrap_or(0).max(6);
         let mut s = String::new();
         writeln!(s, "{} ({} frames per view)", self.model, self.frames).unwrap();
-        writeln!(s, "{:<w$} {:>12} {:>12} {:>11} {:>7}", "module", "params", "trainable", "GMACs/view", "share").unwrap();
+        writeln!(s, "{:<w$} {:>12} {:>12} {:>11} {:>7}", "module", "params", "trainable", "GMACs/view", "share")
+            .unwrap();
         for l in &self.lines {
-            writeln!(s, "{:<w$} {:>12} {:>12} {:>11.3} {:>6.2}%", l.name, group(l.params), group(l.trainable), l.macs as f64 / 1e9, 100.0 * l.macs as f64 / total).unwrap();
+            writeln!(
+                s,
+                "{:<w$} {:>12} {:>12} {:>11.3} {:>6.2}%",
+                l.name,
+                group(l.params),
+                group(l.trainable),
+                l.macs as f64 / 1e9,
+                100.0 * l.macs as f64 / total
+            )
+            .unwrap();
         }
-        writeln!(s, "{:<w$} {:>12} {:>12} {:>11.3} {:>6.2}%", "total", group(self.params()), group(self.trainable()), self.macs_per_view() as f64 / 1e9, 100.0).unwrap();
+        writeln!(
+            s,
+            "{:<w$} {:>12} {:>12} {:>11.3} {:>6.2}%",
+            "total",
+            group(self.params()),
+            group(self.trainable()),
+            self.macs_per_view() as f64 / 1e9,
+            100.0
+        )
+        .unwrap();
         s
     }
 }
@@ -148,7 +181,11 @@ fn matches(pattern: &str, key: &str) -> bool {
         first = false;
         if parts.peek().is_none() {
             // last part: a prefix (pattern ending in '.') or the exact rest
-            return if part.ends_with('.') || part.is_empty() { k.starts_with(part) } else { k == part || k.starts_with(&format!("{part}.")) };
+            return if part.ends_with('.') || part.is_empty() {
+                k.starts_with(part)
+            } else {
+                k == part || k.starts_with(&format!("{part}."))
+            };
         }
         match k.strip_prefix(part) {
             Some(rest) => k = rest,
@@ -165,7 +202,8 @@ pub fn check_against_module(b: &Breakdown, params: &[ParamInfo]) -> Result<(), V
     let mut seen = vec![(0u64, 0u64); b.lines.len()];
     let mut errors = Vec::new();
     for p in params {
-        let hits: Vec<usize> = (0..b.lines.len()).filter(|&i| b.lines[i].keys.iter().any(|pat| matches(pat, &p.key))).collect();
+        let hits: Vec<usize> =
+            (0..b.lines.len()).filter(|&i| b.lines[i].keys.iter().any(|pat| matches(pat, &p.key))).collect();
         match hits[..] {
             [i] => {
                 seen[i].0 += p.numel as u64;
@@ -174,15 +212,26 @@ pub fn check_against_module(b: &Breakdown, params: &[ParamInfo]) -> Result<(), V
                 }
             }
             [] => errors.push(format!("parameter `{}` is on no line", p.key)),
-            _ => errors.push(format!("parameter `{}` is on several lines: {:?}", p.key, hits.iter().map(|&i| &b.lines[i].name).collect::<Vec<_>>())),
+            _ => errors.push(format!(
+                "parameter `{}` is on several lines: {:?}",
+                p.key,
+                hits.iter().map(|&i| &b.lines[i].name).collect::<Vec<_>>()
+            )),
         }
     }
     for (l, (n, t)) in b.lines.iter().zip(seen) {
         if l.params != n || l.trainable != t {
-            errors.push(format!("line `{}`: analytic {} params ({} trainable), module {} ({} trainable)", l.name, l.params, l.trainable, n, t));
+            errors.push(format!(
+                "line `{}`: analytic {} params ({} trainable), module {} ({} trainable)",
+                l.name, l.params, l.trainable, n, t
+            ));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 // ---- fvcore unit costs -------------------------------------------------------------------------
@@ -220,24 +269,49 @@ pub const fn linear_params(d_in: u64, d_out: u64) -> u64 {
 /// marks the encoder's parameters trained (full fine-tuning) or frozen.
 pub fn encoder_lines(b: &mut Breakdown, clip: &ClipCfg, frames: usize, trainable: bool, prefix: &str) {
     let k = |s: &str| format!("{prefix}{s}");
-    let (c, l, p, t, n) = (clip.width as u64, clip.tokens() as u64, clip.patch_size as u64, frames as u64, clip.layers as u64);
+    let (c, l, p, t, n) =
+        (clip.width as u64, clip.tokens() as u64, clip.patch_size as u64, frames as u64, clip.layers as u64);
     let patches = l - 1;
     let conv_params = c * 3 * p * p + if clip.patch_bias { c } else { 0 };
     b.line("conv1 (patch embedding)", &[&k("conv1.")], conv_params, trainable, t * linear_macs(patches, 3 * p * p, c));
-    b.line("class + positional embedding", &[&k("class_embedding"), &k("positional_embedding")], c + l * c, trainable, 0);
+    b.line(
+        "class + positional embedding",
+        &[&k("class_embedding"), &k("positional_embedding")],
+        c + l * c,
+        trainable,
+        0,
+    );
     if clip.ln_pre {
         b.line("ln_pre", &[&k("ln_pre.")], layer_norm_params(c), trainable, t * layer_norm_macs(l, c));
     }
     let attn_params = linear_params(c, 3 * c) + linear_params(c, c);
     let attn_macs = linear_macs(l, c, 3 * c) + attention_macs(1, l, c) + linear_macs(l, c, c);
-    b.line(&format!("{n} × attention (in_proj, QKᵀ, PV, out_proj)"), &[&k("transformer.resblocks.*.attn.")], n * attn_params, trainable, n * t * attn_macs);
+    b.line(
+        &format!("{n} × attention (in_proj, QKᵀ, PV, out_proj)"),
+        &[&k("transformer.resblocks.*.attn.")],
+        n * attn_params,
+        trainable,
+        n * t * attn_macs,
+    );
     let f = clip.mlp_width() as u64;
     let act = match clip.mlp_act {
         MlpAct::QuickGelu => "QuickGELU",
         MlpAct::Gelu => "GELU",
     };
-    b.line(&format!("{n} × MLP (c_fc, {act}, c_proj)"), &[&k("transformer.resblocks.*.mlp.")], n * (linear_params(c, f) + linear_params(f, c)), trainable, n * t * (linear_macs(l, c, f) + linear_macs(l, f, c)));
-    b.line(&format!("{n} × ln_1, ln_2"), &[&k("transformer.resblocks.*.ln_1."), &k("transformer.resblocks.*.ln_2.")], n * 2 * layer_norm_params(c), trainable, n * t * 2 * layer_norm_macs(l, c));
+    b.line(
+        &format!("{n} × MLP (c_fc, {act}, c_proj)"),
+        &[&k("transformer.resblocks.*.mlp.")],
+        n * (linear_params(c, f) + linear_params(f, c)),
+        trainable,
+        n * t * (linear_macs(l, c, f) + linear_macs(l, f, c)),
+    );
+    b.line(
+        &format!("{n} × ln_1, ln_2"),
+        &[&k("transformer.resblocks.*.ln_1."), &k("transformer.resblocks.*.ln_2.")],
+        n * 2 * layer_norm_params(c),
+        trainable,
+        n * t * 2 * layer_norm_macs(l, c),
+    );
 }
 
 #[cfg(test)]

@@ -9,14 +9,7 @@ use dfdx::prelude::*;
 /// The floating-point element types our kernels are written for: `f32` for models, `f64` for the
 /// finite-difference gradient checks.
 pub trait Real:
-    Dtype
-    + num_traits::Float
-    + num_traits::FromPrimitive
-    + std::iter::Sum
-    + std::fmt::Display
-    + Send
-    + Sync
-    + 'static
+    Dtype + num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + std::fmt::Display + Send + Sync + 'static
 {
     /// The error function (exact GELU needs it; `num_traits::Float` has none).
     fn erf(self) -> Self;
@@ -55,7 +48,11 @@ impl Real for f64 {
 /// `tensor_from_vec` (no copy on CPU). Gradient buffers come from `Gradients::get_or_alloc_mut`.
 pub trait KitDevice<E: Real>: Device<E> {
     /// Runs `f` on a gradient buffer; `f` accumulates into it.
-    fn update(&self, buf: &mut <Self as Storage<E>>::Vec, f: impl FnOnce(&mut [E])) -> Result<(), <Self as HasErr>::Err>;
+    fn update(
+        &self,
+        buf: &mut <Self as Storage<E>>::Vec,
+        f: impl FnOnce(&mut [E]),
+    ) -> Result<(), <Self as HasErr>::Err>;
 
     /// Moves the gradient of an op's output out of its buffer. Only the op that produced the
     /// tensor may call this, once: afterwards the buffer is empty.

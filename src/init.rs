@@ -34,7 +34,10 @@ impl Init {
 
     /// N(0, std²).
     pub fn normal(&mut self, n: usize, std: f64) -> Vec<f64> {
-        self.draw(n, |r| { let z: f64 = StandardNormal.sample(r); std * z })
+        self.draw(n, |r| {
+            let z: f64 = StandardNormal.sample(r);
+            std * z
+        })
     }
 
     /// N(0, std²) truncated to [−2, 2] (timm's `trunc_normal_(std)`, absolute bounds).
@@ -60,7 +63,12 @@ impl Init {
 }
 
 /// A parameter of `shape` holding `values`.
-pub fn param<S: Shape, E: Real, D: KitDevice<E>>(dev: &D, shape: S, values: Vec<f64>, trainable: bool) -> Param<S, E, D> {
+pub fn param<S: Shape, E: Real, D: KitDevice<E>>(
+    dev: &D,
+    shape: S,
+    values: Vec<f64>,
+    trainable: bool,
+) -> Param<S, E, D> {
     Param::new(tensor(dev, values.into_iter().map(E::of).collect(), shape), trainable)
 }
 

@@ -27,9 +27,9 @@ pub mod mst_adapter;
 pub mod ops;
 pub mod optim;
 pub mod param;
+pub mod parity;
 pub mod recipe;
 pub mod repro;
-pub mod parity;
 pub mod st_adapter;
 pub mod testing;
 

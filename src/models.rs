@@ -13,11 +13,11 @@ use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{encoder_lines, Breakdown};
-use crate::st_adapter::head_lines;
 use crate::init::Init;
+use crate::mst_adapter::MstAdapterCfg;
 use crate::optim::AdamW;
 use crate::param::{param_list, set_trainable, ParamInfo};
-use crate::mst_adapter::MstAdapterCfg;
+use crate::st_adapter::head_lines;
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
 
@@ -85,11 +85,22 @@ impl ModelCfg {
     pub fn build(&self, dev: &Cpu, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
         let width = self.clip().width;
         match self {
-            ModelCfg::ClipBaseline(c) => with_width!(width, |W| Box::new(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init)) as Box<dyn VideoModel>),
-            ModelCfg::StAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
-            ModelCfg::Aim(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
-            ModelCfg::MstAdapter(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
-            ModelCfg::Benchmark(c) => with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>),
+            ModelCfg::ClipBaseline(c) => {
+                with_width!(width, |W| Box::new(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init))
+                    as Box<dyn VideoModel>)
+            }
+            ModelCfg::StAdapter(c) => {
+                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
+            }
+            ModelCfg::Aim(c) => {
+                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
+            }
+            ModelCfg::MstAdapter(c) => {
+                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
+            }
+            ModelCfg::Benchmark(c) => {
+                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
+            }
         }
     }
 
@@ -113,10 +124,22 @@ pub fn presets() -> Vec<(String, ModelCfg)> {
         positions: vec![Position::PreMlp],
         blocks: Blocks::Last(2),
     };
-    let tiny_aim = AimCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, blocks: Blocks::Last(2), ..AimCfg::vitclip_base_k400() };
+    let tiny_aim = AimCfg {
+        clip: ClipCfg::tiny(),
+        num_classes: 5,
+        frames: 4,
+        blocks: Blocks::Last(2),
+        ..AimCfg::vitclip_base_k400()
+    };
     [
-        ("clip_baseline_vit_b16", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_b16(), num_classes: 400, frames: 8 })),
-        ("clip_baseline_vit_l14", ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_l14(), num_classes: 400, frames: 8 })),
+        (
+            "clip_baseline_vit_b16",
+            ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_b16(), num_classes: 400, frames: 8 }),
+        ),
+        (
+            "clip_baseline_vit_l14",
+            ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_l14(), num_classes: 400, frames: 8 }),
+        ),
         ("st_adapter_vit_b16_12x384", ModelCfg::StAdapter(StAdapterCfg::vit_b16_12x384())),
         ("st_adapter_vit_b16_24x384", ModelCfg::StAdapter(StAdapterCfg::vit_b16_24x384())),
         ("st_adapter_vit_l14_24x384", ModelCfg::StAdapter(StAdapterCfg::vit_l14_24x384())),
@@ -136,10 +159,23 @@ pub fn presets() -> Vec<(String, ModelCfg)> {
         (benchmark_stem(&cfg), ModelCfg::Benchmark(cfg))
     }))
     .chain([
-        ("tiny_clip_baseline".to_string(), ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 })),
+        (
+            "tiny_clip_baseline".to_string(),
+            ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4 }),
+        ),
         ("tiny_st_adapter_k400".to_string(), ModelCfg::StAdapter(tiny_st)),
         ("tiny_aim_k400".to_string(), ModelCfg::Aim(tiny_aim)),
-        ("tiny_mst_adapter".to_string(), ModelCfg::MstAdapter(MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 16, blocks: Blocks::Last(2), ..MstAdapterCfg::vit_b16_k400() })),
+        (
+            "tiny_mst_adapter".to_string(),
+            ModelCfg::MstAdapter(MstAdapterCfg {
+                clip: ClipCfg::tiny(),
+                num_classes: 5,
+                frames: 4,
+                adapter_width: 16,
+                blocks: Blocks::Last(2),
+                ..MstAdapterCfg::vit_b16_k400()
+            }),
+        ),
     ])
     .collect()
 }

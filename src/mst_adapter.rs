@@ -48,7 +48,9 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer};
+use crate::clip::vit::{
+    clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
@@ -184,7 +186,10 @@ impl MstAdapterCfg {
     /// Parameters and multiply-adds per view, line by line.
     pub fn breakdown(&self) -> Breakdown {
         let kernels: Vec<String> = self.branches.iter().map(|k| k.to_string()).collect();
-        let mut b = Breakdown::new(format!("MST-Adapter {} (W {}, branches {})", self.clip.name(), self.adapter_width, kernels.join("+")), self.frames);
+        let mut b = Breakdown::new(
+            format!("MST-Adapter {} (W {}, branches {})", self.clip.name(), self.adapter_width, kernels.join("+")),
+            self.frames,
+        );
         encoder_lines(&mut b, &self.clip, self.frames, false, "");
         let n = self.num_adapters() as u64;
         b.line(
@@ -222,7 +227,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
         let (x, tape) = x.split_tape();
         let v = self.down.forward(ops::patch_tokens(x.clone().put_tape(tape))); // (B·T, H·W, W)
-        // Eq. 7–8: three depthwise branches on V_down, fused onto V_down
+                                                                                // Eq. 7–8: three depthwise branches on V_down, fused onto V_down
         let (v, tape) = v.split_tape();
         let mut tape = Some(tape);
         let branches: Vec<_> = self
@@ -263,7 +268,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
     pub fn build(cfg: &MstAdapterCfg, dev: &D, init: &mut Init) -> Self {
         let w = cfg.adapter_width;
         let conv = |k: Kernel3, init: &mut Init| DwConv3d {
-            weight: Param::stored_as(param(dev, (w, k.taps()), init.torch_linear(w, k.taps()), true).value, true, &[w, 1, k.t, k.h, k.w]),
+            weight: Param::stored_as(
+                param(dev, (w, k.taps()), init.torch_linear(w, k.taps()), true).value,
+                true,
+                &[w, 1, k.t, k.h, k.w],
+            ),
             bias: param(dev, (w,), init.uniform(w, 1.0 / (k.taps() as f64).sqrt()), true),
             kernel: k,
         };
@@ -274,18 +283,28 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
         };
         let pointwise = match cfg.pointwise {
             Pointwise::Dense => Some(PointwiseLayer::Dense(Linear {
-                weight: Param::stored_as(param(dev, (w, w), init.torch_linear(w, w), true).value, true, &[w, w, 1, 1, 1]),
+                weight: Param::stored_as(
+                    param(dev, (w, w), init.torch_linear(w, w), true).value,
+                    true,
+                    &[w, w, 1, 1, 1],
+                ),
                 bias: Some(param(dev, (w,), init.uniform(w, 1.0 / (w as f64).sqrt()), true)),
             })),
             Pointwise::Depthwise => Some(PointwiseLayer::Depthwise(conv(Kernel3::new(1, 1, 1), init))),
             Pointwise::None => None,
         };
         Self {
-            down: Linear { weight: param(dev, (w, Const::<C>), init.torch_linear(w, C), true), bias: Some(param(dev, (w,), init.uniform(w, 1.0 / (C as f64).sqrt()), true)) },
+            down: Linear {
+                weight: param(dev, (w, Const::<C>), init.torch_linear(w, C), true),
+                bias: Some(param(dev, (w,), init.uniform(w, 1.0 / (C as f64).sqrt()), true)),
+            },
             branches,
             fusion,
             pointwise,
-            up: Linear { weight: constant(dev, (Const::<C>, w), 0.0, true), bias: Some(constant(dev, (Const::<C>,), 0.0, true)) },
+            up: Linear {
+                weight: constant(dev, (Const::<C>, w), 0.0, true),
+                bias: Some(constant(dev, (Const::<C>,), 0.0, true)),
+            },
         }
     }
 }
@@ -330,8 +349,17 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstBlock<C, E, D> {
         }
     }
 
-    fn post<T: Tape<E, D>>(&self, a: Option<&MstAdapter<C, E, D>>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
-        if self.placement == Placement::PostResidual { apply(a, x, grid) } else { x }
+    fn post<T: Tape<E, D>>(
+        &self,
+        a: Option<&MstAdapter<C, E, D>>,
+        x: Tokens<C, E, D, T>,
+        grid: Grid,
+    ) -> Tokens<C, E, D, T> {
+        if self.placement == Placement::PostResidual {
+            apply(a, x, grid)
+        } else {
+            x
+        }
     }
 }
 
@@ -359,7 +387,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for MstBlock<C, E,
 
 // ANCHOR_END: block
 
-fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(a: Option<&MstAdapter<C, E, D>>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    a: Option<&MstAdapter<C, E, D>>,
+    x: Tokens<C, E, D, T>,
+    grid: Grid,
+) -> Tokens<C, E, D, T> {
     match a {
         Some(a) => a.forward(x, grid),
         None => x,

@@ -71,7 +71,11 @@ impl<E: Real> AdamW<E> {
                 let t = self.opt.step as i32;
                 let (b1, b2) = c.betas;
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-                let (m, v) = self.opt.moments.entry(key.to_string()).or_insert_with(|| (vec![E::zero(); g.len()], vec![E::zero(); g.len()]));
+                let (m, v) = self
+                    .opt
+                    .moments
+                    .entry(key.to_string())
+                    .or_insert_with(|| (vec![E::zero(); g.len()], vec![E::zero(); g.len()]));
                 let (b1, b2, eps) = (E::of(b1), E::of(b2), E::of(c.eps));
                 let (step, decay) = (E::of(lr / bc1), E::one() - E::of(lr * wd));
                 let inv_bc2 = E::of(1.0 / bc2);

@@ -49,7 +49,10 @@ pub fn discover(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The model config a fixture's `meta.json` describes.
 pub fn model_from_meta(meta: &serde_json::Value, frames: usize) -> anyhow::Result<Result<ModelCfg, String>> {
-    let class = meta.pointer("/official_source/class").and_then(|v| v.as_str()).context("meta.json: official_source.class missing")?;
+    let class = meta
+        .pointer("/official_source/class")
+        .and_then(|v| v.as_str())
+        .context("meta.json: official_source.class missing")?;
     let kwargs = meta.get("constructor_kwargs").context("meta.json: constructor_kwargs missing")?;
     Ok(Ok(match class {
         // ST-Adapter's `models_adapter.VisionTransformer`; adapter_layers = 0 is the plain baseline
@@ -69,10 +72,14 @@ pub fn model_from_meta(meta: &serde_json::Value, frames: usize) -> anyhow::Resul
 
 /// Runs one fixture folder.
 pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).with_context(|| format!("reading {}/meta.json", dir.display()))?)
-        .with_context(|| format!("parsing {}/meta.json", dir.display()))?;
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("meta.json"))
+            .with_context(|| format!("reading {}/meta.json", dir.display()))?,
+    )
+    .with_context(|| format!("parsing {}/meta.json", dir.display()))?;
     let input = read_all(&dir.join("input.safetensors"))?;
-    let (vshape, video) = input.get("video").with_context(|| format!("{}/input.safetensors has no `video`", dir.display()))?;
+    let (vshape, video) =
+        input.get("video").with_context(|| format!("{}/input.safetensors has no `video`", dir.display()))?;
     if vshape.len() != 5 || vshape[1] != 3 {
         bail!("{}: `video` has shape {vshape:?}, expected (B, 3, T, H, W)", dir.display());
     }
@@ -84,8 +91,10 @@ pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
     let mut model = cfg.build(&dev, &mut Init::zeros())?;
     // the fixture holds the whole state dict: strict, nothing may stay at its initial value
     model.load(&dir.join("weights.safetensors"), &KeyMap::identity(), &|_| false).map_err(anyhow::Error::new)?;
-    let video: Tensor<(usize, Const<3>, usize, usize, usize), f32, Cpu> =
-        dev.tensor_from_vec(video.iter().map(|v| *v as f32).collect(), (vshape[0], Const::<3>, vshape[2], vshape[3], vshape[4]));
+    let video: Tensor<(usize, Const<3>, usize, usize, usize), f32, Cpu> = dev.tensor_from_vec(
+        video.iter().map(|v| *v as f32).collect(),
+        (vshape[0], Const::<3>, vshape[2], vshape[3], vshape[4]),
+    );
     let mut ctx = Ctx::eval().recording();
     model.logits(&video, &mut ctx);
     let taps = ctx.taps();

@@ -60,7 +60,15 @@ impl Recipe {
     /// ST-Adapter, Something-Something v2, ViT-B: RandomResizedCrop, uniform sampling, no mirror,
     /// RandAugment, 50k steps, 1 temporal × 3 spatial test views.
     pub fn st_ssv2_vit_b() -> Self {
-        Self { steps: 50_000, resize: Resize::RandomResizedCrop, sampling: Sampling::Uniform, mirror: false, rand_augment: true, test_views: (1, 3), ..Self::st_k400_vit_b() }
+        Self {
+            steps: 50_000,
+            resize: Resize::RandomResizedCrop,
+            sampling: Sampling::Uniform,
+            mirror: false,
+            rand_augment: true,
+            test_views: (1, 3),
+            ..Self::st_k400_vit_b()
+        }
     }
     /// ST-Adapter, Something-Something v2, ViT-L: as ViT-B.
     pub fn st_ssv2_vit_l() -> Self {

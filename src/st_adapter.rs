@@ -24,10 +24,14 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer};
+use crate::clip::vit::{
+    clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
-use crate::count::{dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
+use crate::count::{
+    dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown,
+};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
@@ -127,19 +131,37 @@ impl StAdapterCfg {
 
     /// Multiply-adds of one adapter on one frame: the H·W patch tokens through fc1, the conv, fc2.
     pub fn adapter_macs_per_frame(&self) -> u64 {
-        let (c, w, k, n) = (self.clip.width as u64, self.adapter_width as u64, self.kernel.taps() as u64, (self.clip.tokens() - 1) as u64);
+        let (c, w, k, n) = (
+            self.clip.width as u64,
+            self.adapter_width as u64,
+            self.kernel.taps() as u64,
+            (self.clip.tokens() - 1) as u64,
+        );
         linear_macs(n, c, w) + dwconv_macs(n * w, k) + linear_macs(n, w, c)
     }
 
     /// Parameters and multiply-adds per view (`frames` frames), line by line.
     pub fn breakdown(&self) -> Breakdown {
         let (c, t) = (self.clip.width as u64, self.frames as u64);
-        let mut b = Breakdown::new(format!("ST-Adapter {} ({}×{}, kernel {})", self.clip.name(), self.num_adapters(), self.adapter_width, self.kernel), self.frames);
+        let mut b = Breakdown::new(
+            format!(
+                "ST-Adapter {} ({}×{}, kernel {})",
+                self.clip.name(),
+                self.num_adapters(),
+                self.adapter_width,
+                self.kernel
+            ),
+            self.frames,
+        );
         encoder_lines(&mut b, &self.clip, self.frames, false, "");
         let n = self.num_adapters() as u64;
         b.line(
             &format!("{n} × ST-Adapter (fc1, dwconv {}, fc2)", self.kernel),
-            &["transformer.resblocks.*.adapter_pre_attn.", "transformer.resblocks.*.adapter_pre_mlp.", "transformer.resblocks.*.adapter_post_mlp."],
+            &[
+                "transformer.resblocks.*.adapter_pre_attn.",
+                "transformer.resblocks.*.adapter_pre_mlp.",
+                "transformer.resblocks.*.adapter_post_mlp.",
+            ],
             n * self.adapter_params(),
             true,
             n * t * self.adapter_macs_per_frame(),
@@ -152,7 +174,13 @@ impl StAdapterCfg {
 /// ST-Adapter's head (shared with the frame-wise baseline): `ln_post` (frozen) on the mean of the
 /// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
 pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
-    b.line("ln_post (after the mean over T)", &[&format!("{prefix}ln_post.")], layer_norm_params(c), false, layer_norm_macs(1, c));
+    b.line(
+        "ln_post (after the mean over T)",
+        &[&format!("{prefix}ln_post.")],
+        layer_norm_params(c),
+        false,
+        layer_norm_macs(1, c),
+    );
     b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
 }
 // ANCHOR_END: count
@@ -184,13 +212,23 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     pub fn build(width: usize, kernel: Kernel3, dev: &D, init: &mut Init) -> Self {
         let taps = kernel.taps();
         Self {
-            fc1: Linear { weight: param(dev, (width, Const::<C>), init.torch_linear(width, C), true), bias: Some(constant(dev, (width,), 0.0, true)) },
+            fc1: Linear {
+                weight: param(dev, (width, Const::<C>), init.torch_linear(width, C), true),
+                bias: Some(constant(dev, (width,), 0.0, true)),
+            },
             conv: DwConv3d {
-                weight: Param::stored_as(constant(dev, (width, taps), 0.0, true).value, true, &[width, 1, kernel.t, kernel.h, kernel.w]),
+                weight: Param::stored_as(
+                    constant(dev, (width, taps), 0.0, true).value,
+                    true,
+                    &[width, 1, kernel.t, kernel.h, kernel.w],
+                ),
                 bias: constant(dev, (width,), 0.0, true),
                 kernel,
             },
-            fc2: Linear { weight: param(dev, (Const::<C>, width), init.torch_linear(C, width), true), bias: Some(constant(dev, (Const::<C>,), 0.0, true)) },
+            fc2: Linear {
+                weight: param(dev, (Const::<C>, width), init.torch_linear(C, width), true),
+                bias: Some(constant(dev, (Const::<C>,), 0.0, true)),
+            },
         }
     }
 }
@@ -235,7 +273,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for StBlock<C, E, 
 
 // ANCHOR_END: block
 
-fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(a: &Option<Adapter<C, E, D>>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    a: &Option<Adapter<C, E, D>>,
+    x: Tokens<C, E, D, T>,
+    grid: Grid,
+) -> Tokens<C, E, D, T> {
     match a {
         Some(a) => a.forward(x, grid),
         None => x,
@@ -255,7 +297,12 @@ impl StAdapterCfg {
             let [pre_attn, pre_mlp, post_mlp] = self.adapters_of(i);
             let block = clip_block(clip, dev, init);
             let mut adapter = |on: bool| on.then(|| Adapter::build(self.adapter_width, self.kernel, dev, init));
-            StBlock { clip: block, adapter_pre_attn: adapter(pre_attn), adapter_pre_mlp: adapter(pre_mlp), adapter_post_mlp: adapter(post_mlp) }
+            StBlock {
+                clip: block,
+                adapter_pre_attn: adapter(pre_attn),
+                adapter_pre_mlp: adapter(pre_mlp),
+                adapter_post_mlp: adapter(post_mlp),
+            }
         });
         FrameClassifier { backbone, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 }
     }
@@ -279,15 +326,31 @@ crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] StBlock<C, E, D> 
 pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Result<StAdapterCfg> {
     use anyhow::{bail, Context};
     const KNOWN: [&str; 11] = [
-        "input_resolution", "patch_size", "width", "layers", "heads", "num_classes", "adapter_width",
-        "adapter_layers", "adapter_kernel_size", "adapter_pre_attn", "adapter_pre_mlp",
+        "input_resolution",
+        "patch_size",
+        "width",
+        "layers",
+        "heads",
+        "num_classes",
+        "adapter_width",
+        "adapter_layers",
+        "adapter_kernel_size",
+        "adapter_pre_attn",
+        "adapter_pre_mlp",
     ];
     let obj = kw.as_object().context("constructor_kwargs is not an object")?;
     if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         bail!("ST-Adapter constructor keyword `{k}` is not supported by this port");
     }
-    let int = |k: &str| obj.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).with_context(|| format!("constructor_kwargs.{k} missing or not an integer"));
-    let flag = |k: &str| obj.get(k).and_then(|v| v.as_bool()).with_context(|| format!("constructor_kwargs.{k} missing or not a bool"));
+    let int = |k: &str| {
+        obj.get(k)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .with_context(|| format!("constructor_kwargs.{k} missing or not an integer"))
+    };
+    let flag = |k: &str| {
+        obj.get(k).and_then(|v| v.as_bool()).with_context(|| format!("constructor_kwargs.{k} missing or not a bool"))
+    };
     let ks: Vec<usize> = obj
         .get("adapter_kernel_size")
         .and_then(|v| v.as_array())
@@ -298,7 +361,14 @@ pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Re
     if ks.len() != 3 {
         bail!("adapter_kernel_size must have 3 entries, has {}", ks.len());
     }
-    let clip = ClipCfg { input_resolution: int("input_resolution")?, patch_size: int("patch_size")?, width: int("width")?, layers: int("layers")?, heads: int("heads")?, ..ClipCfg::vit_b16() };
+    let clip = ClipCfg {
+        input_resolution: int("input_resolution")?,
+        patch_size: int("patch_size")?,
+        width: int("width")?,
+        layers: int("layers")?,
+        heads: int("heads")?,
+        ..ClipCfg::vit_b16()
+    };
     clip.validate().map_err(anyhow::Error::msg)?;
     let mut positions = Vec::new();
     if flag("adapter_pre_attn")? {

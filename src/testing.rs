@@ -60,7 +60,10 @@ pub fn set_param_values<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, ke
 }
 
 /// The gradient of every parameter of `m` that has one in `grads`, by key.
-pub fn grads_by_key<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &M, grads: &Gradients<E, D>) -> std::collections::BTreeMap<String, Vec<f64>> {
+pub fn grads_by_key<E: Real, D: KitDevice<E>, M: Params<E, D>>(
+    m: &M,
+    grads: &Gradients<E, D>,
+) -> std::collections::BTreeMap<String, Vec<f64>> {
     struct G<'a, E: Real, D: KitDevice<E>>(&'a Gradients<E, D>, std::collections::BTreeMap<String, Vec<f64>>);
     impl<'a, E: Real, D: KitDevice<E>> Visitor<E, D> for G<'a, E, D> {
         fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
@@ -82,7 +85,12 @@ pub fn randomize<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, seed: u64
         fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
             let n = p.numel();
             let ln_weight = key.ends_with("weight") && (key.contains("ln_") || key.contains("norm"));
-            let v: Vec<E> = self.0.normal(n, if ln_weight { 0.05 } else { 0.2 }).into_iter().map(|x| E::of(if ln_weight { 1.0 + x } else { x })).collect();
+            let v: Vec<E> = self
+                .0
+                .normal(n, if ln_weight { 0.05 } else { 0.2 })
+                .into_iter()
+                .map(|x| E::of(if ln_weight { 1.0 + x } else { x }))
+                .collect();
             p.set(&v);
         }
     }

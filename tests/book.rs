@@ -54,7 +54,11 @@ fn every_include_and_anchor_exists() {
             assert!(target.is_file(), "{}: include of missing file {path}", page.display());
             if let Some(sel) = sel.filter(|s| !s.chars().next().unwrap().is_ascii_digit()) {
                 let src = std::fs::read_to_string(&target).unwrap();
-                assert!(src.contains(&format!("ANCHOR: {sel}\n")) && src.contains(&format!("ANCHOR_END: {sel}")), "{}: anchor `{sel}` not in {path}", page.display());
+                assert!(
+                    src.contains(&format!("ANCHOR: {sel}\n")) && src.contains(&format!("ANCHOR_END: {sel}")),
+                    "{}: anchor `{sel}` not in {path}",
+                    page.display()
+                );
             }
             n += 1;
         }
@@ -73,7 +77,12 @@ fn rust_listings_are_includes_only() {
                 continue;
             }
             if in_rust {
-                assert!(line.trim().is_empty() || line.trim().starts_with("{{#include "), "{}:{}: a Rust listing must be an {{{{#include}}}} of the source, not a copy", page.display(), i + 1);
+                assert!(
+                    line.trim().is_empty() || line.trim().starts_with("{{#include "),
+                    "{}:{}: a Rust listing must be an {{{{#include}}}} of the source, not a copy",
+                    page.display(),
+                    i + 1
+                );
             }
         }
     }
@@ -110,7 +119,10 @@ fn generated_figures_and_discrepancies_are_current() {
         assert!(have == svg, "book/src/figures/{name} is stale: cargo run --release --bin book_assets");
     }
     let have = std::fs::read_to_string(book().join("generated/discrepancies.md")).unwrap_or_default();
-    assert!(have == video_adapters::repro::discrepancies_markdown().unwrap(), "discrepancies.md is stale: cargo run --release --bin book_assets");
+    assert!(
+        have == video_adapters::repro::discrepancies_markdown().unwrap(),
+        "discrepancies.md is stale: cargo run --release --bin book_assets"
+    );
 }
 
 /// The committed measurements (scripts/measure_tables.sh) list every row of their table, and their
@@ -118,26 +130,39 @@ fn generated_figures_and_discrepancies_are_current() {
 #[test]
 fn measured_outputs_cover_their_tables() {
     use video_adapters::repro::{all, counts_report, measure::Measure, Runner};
-    let measured: Vec<_> = all().into_iter().filter_map(|(name, runner)| match runner {
-        Runner::Spec(_, Some(kind)) => Some((name, kind, runner)),
-        _ => None,
-    }).collect();
+    let measured: Vec<_> = all()
+        .into_iter()
+        .filter_map(|(name, runner)| match runner {
+            Runner::Spec(_, Some(kind)) => Some((name, kind, runner)),
+            _ => None,
+        })
+        .collect();
     // ST-Adapter Tables 6 and 11, AIM Tables 6, 9 and 10
     assert_eq!(measured.len(), 5, "measured tables: {:?}", measured.iter().map(|m| m.0).collect::<Vec<_>>());
     for (name, kind, runner) in measured {
         let path = book().join("measured").join(format!("{name}.md"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing: ./scripts/measure_tables.sh", path.display()));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} missing: ./scripts/measure_tables.sh", path.display()));
         let rep = counts_report(runner).unwrap();
         for row in &rep.rows {
             assert!(text.contains(&row.label.replace('|', "\\|")), "{name}: row {} missing", row.label);
         }
         assert!(text.contains("Measured here, in this run"), "{name}: no measurement note");
         if kind == Measure::Training {
-            assert!(text.contains("weights + optimizer MB (counted)"), "{name}: no counted training state: ./scripts/measure_tables.sh");
+            assert!(
+                text.contains("weights + optimizer MB (counted)"),
+                "{name}: no counted training state: ./scripts/measure_tables.sh"
+            );
         }
     }
-    let bench = std::fs::read_to_string(book().join("measured/bench_block.md")).expect("book/src/measured/bench_block.md: ./scripts/measure_tables.sh");
-    for row in ["dfdx stock ops, all weights trained", "ours, all weights trained", "ours, frozen weights (input gradient only)", "ours, forward only"] {
+    let bench = std::fs::read_to_string(book().join("measured/bench_block.md"))
+        .expect("book/src/measured/bench_block.md: ./scripts/measure_tables.sh");
+    for row in [
+        "dfdx stock ops, all weights trained",
+        "ours, all weights trained",
+        "ours, frozen weights (input gradient only)",
+        "ours, forward only",
+    ] {
         assert!(bench.contains(row), "bench_block.md: row {row} missing");
     }
 }

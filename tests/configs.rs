@@ -14,7 +14,8 @@ fn config_files_equal_the_presets() {
     let presets = presets();
     for (name, cfg) in &presets {
         let path = dir().join(format!("{name}.ron"));
-        let read = ModelCfg::from_ron_file(&path).unwrap_or_else(|e| panic!("{e:#} (regenerate: cargo test --test configs -- --ignored write)"));
+        let read = ModelCfg::from_ron_file(&path)
+            .unwrap_or_else(|e| panic!("{e:#} (regenerate: cargo test --test configs -- --ignored write)"));
         assert_eq!(&read, cfg, "{} differs from the preset", path.display());
     }
     for entry in std::fs::read_dir(dir()).unwrap() {

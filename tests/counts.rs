@@ -83,7 +83,10 @@ fn vit_b16_costs_422_gflops_at_8x3x1() {
     assert_eq!(b.macs_per_view(), 140_656_088_832);
     let g = b.gflops(Views::new(8, 3, 1));
     assert!((g - 421.968_266_496).abs() < 1e-6, "{g}");
-    insta::assert_snapshot!("vit_b16_gflops_8x3x1", format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1))));
+    insta::assert_snapshot!(
+        "vit_b16_gflops_8x3x1",
+        format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1)))
+    );
 }
 
 /// ViT-L/14, one frame (L = 257, 256 patches):
@@ -108,7 +111,10 @@ fn vit_l14_costs_1946_gflops_at_8x3x1() {
     assert_eq!(b.macs_per_view(), 648_612_082_688);
     let g = b.gflops(Views::new(8, 3, 1));
     assert!((g - 1945.836_248_064).abs() < 1e-6, "{g}");
-    insta::assert_snapshot!("vit_l14_gflops_8x3x1", format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1))));
+    insta::assert_snapshot!(
+        "vit_l14_gflops_8x3x1",
+        format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1)))
+    );
 }
 
 /// ST-Adapter prints 419 (ViT-B/16) and 1941 (ViT-L/14) GFLOPs at 8×3×1 for its frame-wise
@@ -129,16 +135,29 @@ fn vit_l14_costs_1946_gflops_at_8x3x1() {
 fn st_adapter_baseline_gflops_are_the_blocks_matrix_products_only() {
     use video_adapters::repro::published::{load, Cell};
     let table = load("st_adapter", "table2_k400").unwrap();
-    let variants = ["the blocks' matrix products", "full", "without conv1", "without LayerNorm", "blocks with LayerNorm"];
+    let variants =
+        ["the blocks' matrix products", "full", "without conv1", "without LayerNorm", "blocks with LayerNorm"];
     let mut fits = vec![0; variants.len()];
-    for (clip, row, products_want) in [(ClipCfg::vit_b16(), "vit_b_no_adapter", 418.739), (ClipCfg::vit_l14(), "vit_l_no_adapter", 1940.588)] {
-        let Cell::Num(printed) = table.row(row).unwrap().cells["gflops"] else { panic!("{row}: gflops is not a number") };
+    for (clip, row, products_want) in
+        [(ClipCfg::vit_b16(), "vit_b_no_adapter", 418.739), (ClipCfg::vit_l14(), "vit_l_no_adapter", 1940.588)]
+    {
+        let Cell::Num(printed) = table.row(row).unwrap().cells["gflops"] else {
+            panic!("{row}: gflops is not a number")
+        };
         let b = baseline(clip).breakdown();
-        let gflops = |pred: &dyn Fn(&str) -> bool| b.lines.iter().filter(|l| pred(&l.name)).map(|l| l.macs).sum::<u64>() as f64 * 3.0 / 1e9;
+        let gflops = |pred: &dyn Fn(&str) -> bool| {
+            b.lines.iter().filter(|l| pred(&l.name)).map(|l| l.macs).sum::<u64>() as f64 * 3.0 / 1e9
+        };
         let products = gflops(&|n| n.contains("attention") || n.contains("MLP"));
         assert!((products - products_want).abs() < 1e-3, "{row}: {products}");
         let full = b.gflops(Views::new(8, 3, 1));
-        let counts = [products, full, full - gflops(&|n| n.starts_with("conv1")), full - gflops(&|n| n.contains("ln_")), products + gflops(&|n| n.contains("ln_1"))];
+        let counts = [
+            products,
+            full,
+            full - gflops(&|n| n.starts_with("conv1")),
+            full - gflops(&|n| n.contains("ln_")),
+            products + gflops(&|n| n.contains("ln_1")),
+        ];
         for (fit, g) in fits.iter_mut().zip(counts) {
             *fit += usize::from(g.round() == printed);
         }
@@ -155,7 +174,13 @@ fn analytic_counts_equal_the_built_backbones() {
     let dev = Cpu::default();
     for clip in [ClipCfg::vit_b16(), ClipCfg::vit_l14(), ClipCfg::tiny()] {
         let cfg = baseline(clip.clone());
-        let params = video_adapters::with_width!(clip.width, |C| param_list(&FrameBaseline::<C, f32, Cpu>::build(&clip, 400, &dev, &mut Init::zeros()))).unwrap();
+        let params = video_adapters::with_width!(clip.width, |C| param_list(&FrameBaseline::<C, f32, Cpu>::build(
+            &clip,
+            400,
+            &dev,
+            &mut Init::zeros()
+        )))
+        .unwrap();
         if let Err(e) = check_against_module(&cfg.breakdown(), &params) {
             panic!("{}: {e:#?}", clip.name());
         }

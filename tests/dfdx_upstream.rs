@@ -20,7 +20,11 @@ fn dfdx_slice_backward_overwrites_instead_of_accumulating() {
     let b = xs.retaped::<OwnedTape<f32, Cpu>>().slice((1..4,)).sum::<Rank0, _>();
     let g = (a + b).backward();
     let got = g.get(&x).array();
-    assert_eq!(got, [1.0, 1.0, 1.0, 1.0], "dfdx's slice backward changed: it now gives {got:?} (correct: [1, 2, 2, 1])");
+    assert_eq!(
+        got,
+        [1.0, 1.0, 1.0, 1.0],
+        "dfdx's slice backward changed: it now gives {got:?} (correct: [1, 2, 2, 1])"
+    );
 }
 
 /// Our token ops on the same pattern (two readers of one tensor) give the correct, summed gradient.

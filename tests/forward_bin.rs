@@ -14,7 +14,11 @@ fn root() -> PathBuf {
 /// the intermediates.
 #[test]
 fn forward_binary_reproduces_the_official_logits() {
-    for (cfg, fixture) in [("tiny_clip_baseline", "clip_baseline"), ("tiny_st_adapter_k400", "st_adapter_k400"), ("tiny_aim_k400", "aim_k400")] {
+    for (cfg, fixture) in [
+        ("tiny_clip_baseline", "clip_baseline"),
+        ("tiny_st_adapter_k400", "st_adapter_k400"),
+        ("tiny_aim_k400", "aim_k400"),
+    ] {
         let dir = root().join("fixtures/parity").join(fixture);
         let out = std::env::temp_dir().join(format!("va-forward-{cfg}-{}.safetensors", std::process::id()));
         let status = Command::new(env!("CARGO_BIN_EXE_forward"))
@@ -57,13 +61,19 @@ fn forward_binary_loads_clip_plus_a_trainable_only_checkpoint() {
     use video_adapters::clip::weights::{write_safetensors, NamedTensor};
     let dir = root().join("fixtures/parity/st_adapter_k400");
     let w = read_all(&dir.join("weights.safetensors")).unwrap();
-    let tensor = |name: String, (shape, v): &(Vec<usize>, Vec<f64>)| NamedTensor { name, shape: shape.clone(), values: v.iter().map(|x| *x as f32).collect() };
+    let tensor = |name: String, (shape, v): &(Vec<usize>, Vec<f64>)| NamedTensor {
+        name,
+        shape: shape.clone(),
+        values: v.iter().map(|x| *x as f32).collect(),
+    };
     let trained = |k: &str| k.contains("adapter") || k.starts_with("fc.");
-    let mut clip: Vec<NamedTensor> = w.iter().filter(|(k, _)| !trained(k)).map(|(k, v)| tensor(format!("visual.{k}"), v)).collect();
+    let mut clip: Vec<NamedTensor> =
+        w.iter().filter(|(k, _)| !trained(k)).map(|(k, v)| tensor(format!("visual.{k}"), v)).collect();
     clip.push(NamedTensor { name: "visual.proj".into(), shape: vec![64, 32], values: vec![0.0; 64 * 32] });
     let ckpt: Vec<NamedTensor> = w.iter().filter(|(k, _)| trained(k)).map(|(k, v)| tensor(k.clone(), v)).collect();
     let tmp = std::env::temp_dir().join(format!("va-release-{}", std::process::id()));
-    let (clip_path, ckpt_path, out) = (tmp.join("clip.safetensors"), tmp.join("st.safetensors"), tmp.join("out.safetensors"));
+    let (clip_path, ckpt_path, out) =
+        (tmp.join("clip.safetensors"), tmp.join("st.safetensors"), tmp.join("out.safetensors"));
     write_safetensors(&clip_path, &clip, None).unwrap();
     write_safetensors(&ckpt_path, &ckpt, None).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_forward"))

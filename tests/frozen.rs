@@ -17,20 +17,30 @@ type Tp = OwnedTape<f64, Cpu>;
 
 fn fixture(id: &str) -> (serde_json::Value, PathBuf, Video<f64, Cpu>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity").join(id);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let (s, v) = read_all(&dir.join("input.safetensors")).unwrap().remove("video").unwrap();
     let video = Cpu::default().tensor_from_vec(v, (s[0], Const::<3>, s[2], s[3], s[4]));
     (meta, dir.join("weights.safetensors"), video)
 }
 
 /// Runs the frozen and the all-traced computation of `model` and checks the claims.
-fn check<M: Params<f64, Cpu> + Clone>(model: M, forward: impl Fn(&M) -> Tensor<(usize, usize), f64, Cpu, Tp>, trainable_linears: usize, all_linears: usize) {
+fn check<M: Params<f64, Cpu> + Clone>(
+    model: M,
+    forward: impl Fn(&M) -> Tensor<(usize, usize), f64, Cpu, Tp>,
+    trainable_linears: usize,
+    all_linears: usize,
+) {
     let trainable: BTreeSet<String> = param_list(&model).into_iter().filter(|p| p.trainable).map(|p| p.key).collect();
     assert!(!trainable.is_empty());
 
     let before = stats::weight_grad_products();
     let g = cross_entropy(forward(&model), &[1, 3], 0.0).backward();
-    assert_eq!(stats::weight_grad_products() - before, trainable_linears, "weight-gradient products with a frozen backbone");
+    assert_eq!(
+        stats::weight_grad_products() - before,
+        trainable_linears,
+        "weight-gradient products with a frozen backbone"
+    );
     let frozen_grads = grads_by_key(&model, &g);
     let with_grad: BTreeSet<String> = frozen_grads.keys().cloned().collect();
     assert_eq!(with_grad, trainable, "parameters with a gradient buffer must be exactly the trainable ones");
@@ -77,7 +87,12 @@ fn frozen_aim_backward_allocates_no_backbone_gradient_and_matches_all_traced() {
 #[test]
 fn linear_probe_runs_the_encoder_untraced() {
     let (_, weights, video) = fixture("clip_baseline");
-    let mut model = video_adapters::clip::vit::FrameBaseline::<64, f64, Cpu>::build(&video_adapters::clip::ClipCfg::tiny(), 5, &Cpu::default(), &mut Init::zeros());
+    let mut model = video_adapters::clip::vit::FrameBaseline::<64, f64, Cpu>::build(
+        &video_adapters::clip::ClipCfg::tiny(),
+        5,
+        &Cpu::default(),
+        &mut Init::zeros(),
+    );
     load_params(&mut model, &weights, &KeyMap::identity(), |_| false).unwrap();
     check(model, |m| m.forward::<Tp>(&video, &mut Ctx::eval()), 1, 10);
 }

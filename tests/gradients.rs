@@ -20,7 +20,10 @@ fn video(dev: &Cpu) -> Video<f64, Cpu> {
 }
 
 /// Checks 5 coordinates of every trainable tensor; returns the worst relative error.
-fn check<M: Params<f64, Cpu> + Clone>(model: M, forward: impl Fn(&M, Ctx) -> (Tensor<(usize, usize), f64, Cpu, Tp>, Option<Tensor<(usize, usize), f64, Cpu>>)) -> f64 {
+fn check<M: Params<f64, Cpu> + Clone>(
+    model: M,
+    forward: impl Fn(&M, Ctx) -> (Tensor<(usize, usize), f64, Cpu, Tp>, Option<Tensor<(usize, usize), f64, Cpu>>),
+) -> f64 {
     let r: Vec<f64> = Init::seeded(7).normal(64, 1.0);
     let loss = |m: &M| -> f64 {
         let (_, untraced) = forward(m, Ctx::eval());
@@ -64,11 +67,20 @@ fn check<M: Params<f64, Cpu> + Clone>(model: M, forward: impl Fn(&M, Ctx) -> (Te
 fn st_adapter_gradients_match_finite_differences() {
     use video_adapters::st_adapter::{Blocks, Position, StAdapterCfg};
     let dev = Cpu::default();
-    let cfg = StAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, kernel: Kernel3::new(3, 3, 3), positions: vec![Position::PreAttn, Position::PreMlp, Position::PostMlp], blocks: Blocks::Last(2) };
+    let cfg = StAdapterCfg {
+        clip: ClipCfg::tiny(),
+        num_classes: 5,
+        frames: 4,
+        adapter_width: 8,
+        kernel: Kernel3::new(3, 3, 3),
+        positions: vec![Position::PreAttn, Position::PreMlp, Position::PostMlp],
+        blocks: Blocks::Last(2),
+    };
     let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
     randomize(&mut m, 2);
     let v = video(&dev);
-    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    let worst =
+        check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
     println!("ST-Adapter: worst relative error {worst:e}");
 }
 
@@ -78,11 +90,20 @@ fn aim_gradients_match_finite_differences() {
     use video_adapters::aim::AimCfg;
     use video_adapters::st_adapter::Blocks;
     let dev = Cpu::default();
-    let cfg = AimCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, num_tadapter: 2, adapter_scale: 0.7, blocks: Blocks::Last(2), ..AimCfg::vitclip_base_k400() };
+    let cfg = AimCfg {
+        clip: ClipCfg::tiny(),
+        num_classes: 5,
+        frames: 4,
+        num_tadapter: 2,
+        adapter_scale: 0.7,
+        blocks: Blocks::Last(2),
+        ..AimCfg::vitclip_base_k400()
+    };
     let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
     randomize(&mut m, 3);
     let v = video(&dev);
-    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    let worst =
+        check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
     println!("AIM: worst relative error {worst:e}");
 }
 
@@ -90,7 +111,11 @@ fn aim_gradients_match_finite_differences() {
 /// learned and averaged fusion.
 #[rstest::rstest]
 #[case::post_residual(video_adapters::mst_adapter::Placement::PostResidual, video_adapters::mst_adapter::Pointwise::Dense, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
-#[case::prior_ln(video_adapters::mst_adapter::Placement::PriorLn, video_adapters::mst_adapter::Pointwise::Depthwise, video_adapters::mst_adapter::Fusion::Average)]
+#[case::prior_ln(
+    video_adapters::mst_adapter::Placement::PriorLn,
+    video_adapters::mst_adapter::Pointwise::Depthwise,
+    video_adapters::mst_adapter::Fusion::Average
+)]
 #[case::prior_branch(video_adapters::mst_adapter::Placement::PriorBranch, video_adapters::mst_adapter::Pointwise::None, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
 #[case::post_branch(video_adapters::mst_adapter::Placement::PostBranch, video_adapters::mst_adapter::Pointwise::Dense, video_adapters::mst_adapter::Fusion::Learned { init: 0.33 })]
 fn mst_adapter_gradients_match_finite_differences(
@@ -102,10 +127,21 @@ fn mst_adapter_gradients_match_finite_differences(
     use video_adapters::st_adapter::Blocks;
     let dev = Cpu::default();
     let v = video(&dev);
-    let cfg = MstAdapterCfg { clip: ClipCfg::tiny(), num_classes: 5, frames: 4, adapter_width: 8, blocks: Blocks::Last(2), placement, pointwise, fusion, ..MstAdapterCfg::vit_b16_k400() };
+    let cfg = MstAdapterCfg {
+        clip: ClipCfg::tiny(),
+        num_classes: 5,
+        frames: 4,
+        adapter_width: 8,
+        blocks: Blocks::Last(2),
+        placement,
+        pointwise,
+        fusion,
+        ..MstAdapterCfg::vit_b16_k400()
+    };
     let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
     randomize(&mut m, 4);
-    let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+    let worst =
+        check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
     println!("MST-Adapter {placement:?} {pointwise:?} {fusion:?}: worst relative error {worst:e}");
 }
 
@@ -118,15 +154,26 @@ fn baseline_gradients_match_finite_differences() {
     use video_adapters::param::set_trainable;
     let dev = Cpu::default();
     let v = video(&dev);
-    for (arch, tuning) in [(Arch::SaTa, Tuning::Temporal), (Arch::SaTs, Tuning::Full), (Arch::Sa, Tuning::Prompt { tokens: 3 }), (Arch::Sa, Tuning::AttentionalPooling), (Arch::Sa, Tuning::Adapter { width: 8 })] {
+    for (arch, tuning) in [
+        (Arch::SaTa, Tuning::Temporal),
+        (Arch::SaTs, Tuning::Full),
+        (Arch::Sa, Tuning::Prompt { tokens: 3 }),
+        (Arch::Sa, Tuning::AttentionalPooling),
+        (Arch::Sa, Tuning::Adapter { width: 8 }),
+    ] {
         let cfg = BenchmarkCfg { clip: ClipCfg::tiny(), arch, tuning, num_classes: 5, frames: 4 };
         let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
         randomize(&mut m, 5);
         if tuning == Tuning::Full {
             // checking every tensor of a fully trained model is slow: the X-ViT parts suffice
-            set_trainable(&mut m, |k| k.starts_with("temporal_head.") || k.starts_with("transformer.resblocks.1.attn.") || k.starts_with("fc."));
+            set_trainable(&mut m, |k| {
+                k.starts_with("temporal_head.")
+                    || k.starts_with("transformer.resblocks.1.attn.")
+                    || k.starts_with("fc.")
+            });
         }
-        let worst = check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
+        let worst =
+            check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
         println!("{}: worst relative error {worst:e}", cfg.name());
     }
 }

@@ -35,7 +35,8 @@ fn mst_defaults_give_the_published_18m_and_45m_adapter_parameters() {
     assert_eq!((millions(b16), millions(l14)), (18, 45));
     let b = MstAdapterCfg::vit_b16_k400();
     let dense = counts(&b).0 - counts(&MstAdapterCfg { pointwise: Pointwise::None, ..b.clone() }).0;
-    let dw = counts(&MstAdapterCfg { pointwise: Pointwise::Depthwise, ..b.clone() }).0 - counts(&MstAdapterCfg { pointwise: Pointwise::None, ..b.clone() }).0;
+    let dw = counts(&MstAdapterCfg { pointwise: Pointwise::Depthwise, ..b.clone() }).0
+        - counts(&MstAdapterCfg { pointwise: Pointwise::None, ..b.clone() }).0;
     let fusion = counts(&b).0 - counts(&MstAdapterCfg { fusion: Fusion::Average, ..b.clone() }).0;
     assert_eq!((dense, dw, fusion), (3_548_160, 18_432, 72));
     assert_eq!(millions(dense), 4);
@@ -57,12 +58,24 @@ fn mst_assumption_table() {
         ("3x3x3+5x5x5+7x7x7", vec![k(3, 3, 3), k(5, 5, 5), k(7, 7, 7)]),
         ("1x3x3+3x3x3+5x5x5", vec![k(1, 3, 3), k(3, 3, 3), k(5, 5, 5)]),
     ];
-    let mut s = String::from("W    1x1x1      branches             B/16 adapters  (M)    L/14 adapters  (M)   18/45 rounded  truncated\n");
+    let mut s = String::from(
+        "W    1x1x1      branches             B/16 adapters  (M)    L/14 adapters  (M)   18/45 rounded  truncated\n",
+    );
     for w in [192, 256, 384, 512] {
         for pw in [Pointwise::Dense, Pointwise::Depthwise, Pointwise::None] {
             for (name, br) in &branch_sets {
-                let b = MstAdapterCfg { adapter_width: w, pointwise: pw, branches: br.clone(), ..MstAdapterCfg::vit_b16_k400() };
-                let l = MstAdapterCfg { adapter_width: w, pointwise: pw, branches: br.clone(), ..MstAdapterCfg::vit_l14_k400() };
+                let b = MstAdapterCfg {
+                    adapter_width: w,
+                    pointwise: pw,
+                    branches: br.clone(),
+                    ..MstAdapterCfg::vit_b16_k400()
+                };
+                let l = MstAdapterCfg {
+                    adapter_width: w,
+                    pointwise: pw,
+                    branches: br.clone(),
+                    ..MstAdapterCfg::vit_l14_k400()
+                };
                 let (cb, cl) = (counts(&b).0, counts(&l).0);
                 let rounded = millions(cb) == 18 && millions(cl) == 45;
                 let truncated = cb / 1_000_000 == 18 && cl / 1_000_000 == 45;

@@ -44,7 +44,13 @@ fn run_folder(dir: &Path) {
                 println!("{id}: {model}");
                 for d in &diffs {
                     let ok = d.max_abs <= TOLERANCE;
-                    println!("    {:<12} {:<16} max |Δ| = {:.2e} {}", d.name, format!("{:?}", d.shape), d.max_abs, if ok { "ok" } else { "FAIL" });
+                    println!(
+                        "    {:<12} {:<16} max |Δ| = {:.2e} {}",
+                        d.name,
+                        format!("{:?}", d.shape),
+                        d.max_abs,
+                        if ok { "ok" } else { "FAIL" }
+                    );
                     if !ok {
                         failures.push(format!("{id}/{}: {:.3e}", d.name, d.max_abs));
                     }
@@ -66,7 +72,8 @@ fn run_folder(dir: &Path) {
 #[test]
 fn parity_fixture_copies_match_their_recorded_checksums() {
     for f in parity::discover(&root().join("fixtures/parity")).unwrap() {
-        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.join("meta.json")).unwrap()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.join("meta.json")).unwrap()).unwrap();
         for (file, sum) in meta["sha256"].as_object().unwrap() {
             let bytes = std::fs::read(f.join(file)).unwrap();
             assert_eq!(&video_adapters::testing::sha256_hex(&bytes), sum.as_str().unwrap(), "{}/{file}", f.display());

@@ -9,7 +9,13 @@ use video_adapters::parity::{self, Outcome};
 
 fn bucket(d: f64) -> &'static str {
     // coarse on purpose: the exact values move in the last bits with the CPU's vector instructions
-    if d < 2e-5 { "< 2e-5" } else if d <= 1e-4 { "≤ 1e-4" } else { "FAIL (> 1e-4)" }
+    if d < 2e-5 {
+        "< 2e-5"
+    } else if d <= 1e-4 {
+        "≤ 1e-4"
+    } else {
+        "FAIL (> 1e-4)"
+    }
 }
 
 #[test]
@@ -22,7 +28,8 @@ fn parity_summary() {
             Outcome::Checked { model, diffs } => {
                 s += &format!("{id} — {model}\n");
                 for d in diffs {
-                    s += &format!("    {:<12} {:<14} max |Δ| {}\n", d.name, format!("{:?}", d.shape), bucket(d.max_abs));
+                    s +=
+                        &format!("    {:<12} {:<14} max |Δ| {}\n", d.name, format!("{:?}", d.shape), bucket(d.max_abs));
                 }
             }
             Outcome::NotImplemented(w) => s += &format!("{id} — SKIPPED ({w})\n"),

@@ -10,7 +10,13 @@ use video_adapters::mst_adapter::MstAdapterCfg;
 use video_adapters::st_adapter::StAdapterCfg;
 
 fn row(name: &str, b: &Breakdown, views: Views) -> String {
-    format!("{name:<34} {views:<7} total {:>12}  trainable {:>11}  GMACs/view {:>9.3}  GFLOPs {:>9.2}\n", group(b.params()), group(b.trainable()), b.macs_per_view() as f64 / 1e9, b.gflops(views))
+    format!(
+        "{name:<34} {views:<7} total {:>12}  trainable {:>11}  GMACs/view {:>9.3}  GFLOPs {:>9.2}\n",
+        group(b.params()),
+        group(b.trainable()),
+        b.macs_per_view() as f64 / 1e9,
+        b.gflops(views)
+    )
 }
 
 /// ST-Adapter (width 384, kernel 3×1×1), 8/16/32 frames:
@@ -30,7 +36,11 @@ fn row(name: &str, b: &Breakdown, views: Views) -> String {
 #[test]
 fn st_adapter_presets_at_published_views() {
     let mut s = String::new();
-    for (name, cfg) in [("ST-Adapter B/16 12x384", StAdapterCfg::vit_b16_12x384()), ("ST-Adapter B/16 24x384", StAdapterCfg::vit_b16_24x384()), ("ST-Adapter L/14 24x384", StAdapterCfg::vit_l14_24x384())] {
+    for (name, cfg) in [
+        ("ST-Adapter B/16 12x384", StAdapterCfg::vit_b16_12x384()),
+        ("ST-Adapter B/16 24x384", StAdapterCfg::vit_b16_24x384()),
+        ("ST-Adapter L/14 24x384", StAdapterCfg::vit_l14_24x384()),
+    ] {
         for f in [8, 16, 32] {
             let b = StAdapterCfg { frames: f, ..cfg.clone() }.breakdown();
             s += &row(name, &b, Views::new(f, 3, 1));

@@ -49,7 +49,11 @@ fn generated_book_pages_are_current() {
         let path = engine::book_dir().join(format!("{name}.md"));
         let want = counts_report(runner).unwrap().render(Format::Markdown);
         let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(have == want, "{} is stale: run `cargo run --release --bin {name} -- --counts-only --write-book`", path.display());
+        assert!(
+            have == want,
+            "{} is stale: run `cargo run --release --bin {name} -- --counts-only --write-book`",
+            path.display()
+        );
     }
 }
 

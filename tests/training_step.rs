@@ -18,9 +18,14 @@ fn video(dev: &Cpu, frames: usize) -> Video<f32, Cpu> {
     dev.tensor_from_vec(v, (2, Const::<3>, frames, 32, 32))
 }
 
-fn step<M: Params<f32, Cpu>>(name: &str, mut m: M, forward: impl Fn(&M, &mut Ctx) -> Tensor<(usize, usize), f32, Cpu, Tp>) {
+fn step<M: Params<f32, Cpu>>(
+    name: &str,
+    mut m: M,
+    forward: impl Fn(&M, &mut Ctx) -> Tensor<(usize, usize), f32, Cpu, Tp>,
+) {
     randomize(&mut m, 11);
-    let before: Vec<(String, bool, Vec<f64>)> = param_list(&m).into_iter().map(|p| (p.key.clone(), p.trainable, param_values(&m, &p.key))).collect();
+    let before: Vec<(String, bool, Vec<f64>)> =
+        param_list(&m).into_iter().map(|p| (p.key.clone(), p.trainable, param_values(&m, &p.key))).collect();
     let mut ctx = Ctx::train(1);
     let grads = cross_entropy(forward(&m, &mut ctx), &[0, 3], 0.1).backward();
     AdamW::new(AdamWCfg { lr: 1e-3, ..Default::default() }).update(&mut m, &grads);
@@ -39,7 +44,8 @@ fn step<M: Params<f32, Cpu>>(name: &str, mut m: M, forward: impl Fn(&M, &mut Ctx
 fn a_training_step_updates_exactly_the_trainable_set() {
     use video_adapters::baselines::{BenchmarkCfg, Tuning};
     let dev = Cpu::default();
-    let mut cfgs: Vec<(String, ModelCfg)> = video_adapters::models::presets().into_iter().filter(|(n, _)| n.starts_with("tiny_")).collect();
+    let mut cfgs: Vec<(String, ModelCfg)> =
+        video_adapters::models::presets().into_iter().filter(|(n, _)| n.starts_with("tiny_")).collect();
     for (arch, tuning) in BenchmarkCfg::table1_rows() {
         let tuning = match tuning {
             Tuning::Prompt { .. } => Tuning::Prompt { tokens: 2 },
@@ -52,11 +58,28 @@ fn a_training_step_updates_exactly_the_trainable_set() {
     for (name, cfg) in cfgs {
         let v = video(&dev, 4);
         match cfg {
-            ModelCfg::ClipBaseline(c) => step(&name, video_adapters::clip::vit::FrameBaseline::<64, f32, Cpu>::build(&c.clip, c.num_classes, &dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx)),
-            ModelCfg::StAdapter(c) => step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx)),
-            ModelCfg::Aim(c) => step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx)),
-            ModelCfg::MstAdapter(c) => step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx)),
-            ModelCfg::Benchmark(c) => step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx)),
+            ModelCfg::ClipBaseline(c) => step(
+                &name,
+                video_adapters::clip::vit::FrameBaseline::<64, f32, Cpu>::build(
+                    &c.clip,
+                    c.num_classes,
+                    &dev,
+                    &mut Init::seeded(0),
+                ),
+                |m, ctx| m.forward::<Tp>(&v, ctx),
+            ),
+            ModelCfg::StAdapter(c) => {
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+            }
+            ModelCfg::Aim(c) => {
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+            }
+            ModelCfg::MstAdapter(c) => {
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+            }
+            ModelCfg::Benchmark(c) => {
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+            }
         }
     }
 }

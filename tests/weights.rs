@@ -13,7 +13,8 @@ use video_adapters::param::param_list;
 type Model = FrameBaseline<64, f32, Cpu>;
 
 fn fixture() -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
-    read_all(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/clip_baseline/weights.safetensors")).unwrap()
+    read_all(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/clip_baseline/weights.safetensors"))
+        .unwrap()
 }
 
 fn model() -> Model {
@@ -21,7 +22,12 @@ fn model() -> Model {
 }
 
 /// Writes tensors with the given safetensors dtype (F16, BF16 or F32).
-fn write(dir: &Path, name: &str, tensors: &BTreeMap<String, (Vec<usize>, Vec<f64>)>, dtype: safetensors::Dtype) -> PathBuf {
+fn write(
+    dir: &Path,
+    name: &str,
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    dtype: safetensors::Dtype,
+) -> PathBuf {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, (s, v))| {
@@ -33,8 +39,10 @@ fn write(dir: &Path, name: &str, tensors: &BTreeMap<String, (Vec<usize>, Vec<f64
             (k.clone(), s.clone(), b)
         })
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> =
-        bytes.iter().map(|(k, s, b)| (k.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(k, s, b)| (k.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()))
+        .collect();
     let path = dir.join(name);
     std::fs::write(&path, safetensors::serialize(views, &None).unwrap()).unwrap();
     path
@@ -68,7 +76,10 @@ fn unexpected_key_is_named_with_its_shape() {
     let mut t = fixture();
     t.insert("transformer.resblocks.0.adapter_pre_mlp.fc1.weight".into(), (vec![16, 64], vec![0.0; 16 * 64]));
     let msg = load_err(&write(&tmp("unexpected"), "w.safetensors", &t, safetensors::Dtype::F32));
-    assert!(msg.contains("unexpected key `transformer.resblocks.0.adapter_pre_mlp.fc1.weight` (shape [16, 64])"), "{msg}");
+    assert!(
+        msg.contains("unexpected key `transformer.resblocks.0.adapter_pre_mlp.fc1.weight` (shape [16, 64])"),
+        "{msg}"
+    );
 }
 
 /// A wrong shape is named with both shapes; conv1 is compared in its stored (C, 3, p, p) form.
@@ -77,7 +88,10 @@ fn wrong_shape_is_named_with_both_shapes() {
     let mut t = fixture();
     t.insert("conv1.weight".into(), (vec![64, 3 * 8 * 8], vec![0.0; 64 * 192]));
     let msg = load_err(&write(&tmp("shape"), "w.safetensors", &t, safetensors::Dtype::F32));
-    assert!(msg.contains("shape mismatch for `conv1.weight`: model expects [64, 3, 8, 8], file has [64, 192]"), "{msg}");
+    assert!(
+        msg.contains("shape mismatch for `conv1.weight`: model expects [64, 3, 8, 8], file has [64, 192]"),
+        "{msg}"
+    );
 }
 
 /// Several problems at once: all reported in one error.
@@ -112,7 +126,8 @@ fn f16_and_bf16_weights_load_as_f32() {
 /// loads, `proj` is ignored on request, text keys are outside the prefix, `fc` keeps its init.
 #[test]
 fn a_whole_clip_checkpoint_loads_under_the_visual_prefix() {
-    let mut t: BTreeMap<String, (Vec<usize>, Vec<f64>)> = fixture().into_iter().filter(|(k, _)| !k.starts_with("fc.")).map(|(k, v)| (format!("visual.{k}"), v)).collect();
+    let mut t: BTreeMap<String, (Vec<usize>, Vec<f64>)> =
+        fixture().into_iter().filter(|(k, _)| !k.starts_with("fc.")).map(|(k, v)| (format!("visual.{k}"), v)).collect();
     t.insert("visual.proj".into(), (vec![64, 32], vec![0.5; 64 * 32]));
     t.insert("token_embedding.weight".into(), (vec![10, 32], vec![0.0; 320]));
     let path = write(&tmp("visual"), "clip.safetensors", &t, safetensors::Dtype::F16);

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::clip::vit::{clip_block, head, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
-use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, attention_macs, Breakdown};
+use crate::count::{
+    attention_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown,
+};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
@@ -141,10 +143,20 @@ impl BenchmarkCfg {
             (_, Tuning::Full) => true,
             (Arch::Sa | Arch::SaTa, Tuning::Partial) => true,
             (Arch::SaTa, Tuning::Temporal) => true,
-            (Arch::Sa, Tuning::Prompt { .. } | Tuning::AttentionalPooling | Tuning::LinearProbe | Tuning::Adapter { .. }) => true,
+            (
+                Arch::Sa,
+                Tuning::Prompt { .. } | Tuning::AttentionalPooling | Tuning::LinearProbe | Tuning::Adapter { .. },
+            ) => true,
             _ => false,
         };
-        if ok { Ok(()) } else { Err(format!("{:?} does not apply to {:?} (ST-Adapter Table 1 pairs them differently)", self.tuning, self.arch)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?} does not apply to {:?} (ST-Adapter Table 1 pairs them differently)",
+                self.tuning, self.arch
+            ))
+        }
     }
 }
 
@@ -234,25 +246,45 @@ impl BenchmarkCfg {
         };
         let time_embed = (self.arch == Arch::SaTa).then_some(self.frames);
         let mut backbone = VisionTransformer::build(clip, dev, init, time_embed, |i, init| {
-            let ln = || LayerNorm { weight: constant(dev, (Const::<C>,), 1.0, false), bias: constant(dev, (Const::<C>,), 0.0, false), eps: 1e-5 };
+            let ln = || LayerNorm {
+                weight: constant(dev, (Const::<C>,), 1.0, false),
+                bias: constant(dev, (Const::<C>,), 0.0, false),
+                eps: 1e-5,
+            };
             let temporal = self.has_temporal(i).then(|| TemporalAttention {
                 temporal_norm1: ln(),
                 temporal_attn: mha(dev, init, clip.heads),
                 // TimeSformer starts temporal_fc at zero: the block starts as the image block
-                temporal_fc: Linear { weight: constant(dev, (Const::<C>, Const::<C>), 0.0, false), bias: Some(constant(dev, (Const::<C>,), 0.0, false)) },
+                temporal_fc: Linear {
+                    weight: constant(dev, (Const::<C>, Const::<C>), 0.0, false),
+                    bias: Some(constant(dev, (Const::<C>,), 0.0, false)),
+                },
             });
             let adapter = matches!(self.tuning, Tuning::Adapter { .. }).then(|| {
                 let Tuning::Adapter { width } = self.tuning else { unreachable!() };
                 HoulsbyAdapter {
-                    fc1: Linear { weight: param(dev, (width, Const::<C>), init.torch_linear(width, C), false), bias: Some(constant(dev, (width,), 0.0, false)) },
-                    fc2: Linear { weight: constant(dev, (Const::<C>, width), 0.0, false), bias: Some(constant(dev, (Const::<C>,), 0.0, false)) },
+                    fc1: Linear {
+                        weight: param(dev, (width, Const::<C>), init.torch_linear(width, C), false),
+                        bias: Some(constant(dev, (width,), 0.0, false)),
+                    },
+                    fc2: Linear {
+                        weight: constant(dev, (Const::<C>, width), 0.0, false),
+                        bias: Some(constant(dev, (Const::<C>,), 0.0, false)),
+                    },
                 }
             });
             BenchBlock {
                 clip: clip_block(clip, dev, init),
                 temporal,
                 mix_kv: self.arch == Arch::SaTs,
-                prompt: (prompts > 0).then(|| param(dev, (prompts, Const::<C>), init.uniform(prompts * C, (6.0 / (prompts + C) as f64).sqrt()), false)),
+                prompt: (prompts > 0).then(|| {
+                    param(
+                        dev,
+                        (prompts, Const::<C>),
+                        init.uniform(prompts * C, (6.0 / (prompts + C) as f64).sqrt()),
+                        false,
+                    )
+                }),
                 prompts_in: if i == 0 { 0 } else { prompts },
                 adapter,
             }
@@ -264,14 +296,16 @@ impl BenchmarkCfg {
             block: clip_block(&ClipCfg { mlp_act: crate::clip::MlpAct::Gelu, ..clip.clone() }, dev, init),
         });
         let attn_pool = (self.tuning == Tuning::AttentionalPooling).then(|| mha(dev, init, clip.heads));
-        let mut m = Benchmark { backbone, temporal_head, attn_pool, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 };
+        let mut m =
+            Benchmark { backbone, temporal_head, attn_pool, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 };
         set_trainable(&mut m, |k| self.is_trainable(k));
         m
     }
 
     /// Parameters and multiply-adds per view, line by line.
     pub fn breakdown(&self) -> Breakdown {
-        let (c, t, l, n) = (self.clip.width as u64, self.frames as u64, self.clip.tokens() as u64, self.clip.layers as u64);
+        let (c, t, l, n) =
+            (self.clip.width as u64, self.frames as u64, self.clip.tokens() as u64, self.clip.layers as u64);
         let hw = l - 1;
         let mut b = Breakdown::new(format!("{} {}", self.clip.name(), self.name()), self.frames);
         let full = self.tuning == Tuning::Full;
@@ -279,8 +313,10 @@ impl BenchmarkCfg {
         let partial = self.tuning == Tuning::Partial;
         let mut enc = Breakdown::new("", self.frames);
         encoder_lines(&mut enc, &ClipCfg { layers: 1, ..self.clip.clone() }, self.frames, false, "");
-        let block_params: u64 = enc.lines.iter().filter(|l| l.keys.iter().any(|k| k.starts_with("transformer."))).map(|l| l.params).sum();
-        let block_macs: u64 = enc.lines.iter().filter(|l| l.keys.iter().any(|k| k.starts_with("transformer."))).map(|l| l.macs).sum();
+        let block_params: u64 =
+            enc.lines.iter().filter(|l| l.keys.iter().any(|k| k.starts_with("transformer."))).map(|l| l.params).sum();
+        let block_macs: u64 =
+            enc.lines.iter().filter(|l| l.keys.iter().any(|k| k.starts_with("transformer."))).map(|l| l.macs).sum();
         for line in enc.lines.iter().filter(|l| !l.keys.iter().any(|k| k.starts_with("transformer."))) {
             let keys: Vec<&str> = line.keys.iter().map(|k| k.as_str()).collect();
             b.line(&line.name, &keys, line.params, full, line.macs);
@@ -288,7 +324,12 @@ impl BenchmarkCfg {
         let frozen_blocks = if partial { n - 1 } else { n };
         b.line(
             &format!("{frozen_blocks} × CLIP block"),
-            &["transformer.resblocks.*.attn.", "transformer.resblocks.*.ln_1.", "transformer.resblocks.*.mlp.", "transformer.resblocks.*.ln_2."],
+            &[
+                "transformer.resblocks.*.attn.",
+                "transformer.resblocks.*.ln_1.",
+                "transformer.resblocks.*.mlp.",
+                "transformer.resblocks.*.ln_2.",
+            ],
             frozen_blocks * block_params,
             full,
             frozen_blocks * block_macs,
@@ -296,17 +337,38 @@ impl BenchmarkCfg {
         if partial {
             // the last block's CLIP part lines up under its own key pattern
             let last = n - 1;
-            b.lines.last_mut().unwrap().keys = (0..last).flat_map(|i| ["attn.", "ln_1.", "mlp.", "ln_2."].map(|p| format!("transformer.resblocks.{i}.{p}"))).collect();
-            b.line("last CLIP block (trained)", &[&format!("transformer.resblocks.{last}.attn."), &format!("transformer.resblocks.{last}.ln_1."), &format!("transformer.resblocks.{last}.mlp."), &format!("transformer.resblocks.{last}.ln_2.")], block_params, true, block_macs);
+            b.lines.last_mut().unwrap().keys = (0..last)
+                .flat_map(|i| ["attn.", "ln_1.", "mlp.", "ln_2."].map(|p| format!("transformer.resblocks.{i}.{p}")))
+                .collect();
+            b.line(
+                "last CLIP block (trained)",
+                &[
+                    &format!("transformer.resblocks.{last}.attn."),
+                    &format!("transformer.resblocks.{last}.ln_1."),
+                    &format!("transformer.resblocks.{last}.mlp."),
+                    &format!("transformer.resblocks.{last}.ln_2."),
+                ],
+                block_params,
+                true,
+                block_macs,
+            );
         }
         if self.arch == Arch::SaTa {
             let blocks = (0..self.clip.layers).filter(|&i| self.has_temporal(i)).count() as u64;
             let ta_params = layer_norm_params(c) + linear_params(c, 3 * c) + linear_params(c, c) + linear_params(c, c);
             // per frame: LN and projections on the H·W patches; attention over T: 2·T·H·W·C
-            let ta_macs = layer_norm_macs(hw, c) + linear_macs(hw, c, 3 * c) + 2 * t * hw * c + linear_macs(hw, c, c) + linear_macs(hw, c, c);
+            let ta_macs = layer_norm_macs(hw, c)
+                + linear_macs(hw, c, 3 * c)
+                + 2 * t * hw * c
+                + linear_macs(hw, c, c)
+                + linear_macs(hw, c, c);
             b.line(
                 &format!("{blocks} × temporal attention (TimeSformer)"),
-                &["transformer.resblocks.*.temporal_norm1.", "transformer.resblocks.*.temporal_attn.", "transformer.resblocks.*.temporal_fc."],
+                &[
+                    "transformer.resblocks.*.temporal_norm1.",
+                    "transformer.resblocks.*.temporal_attn.",
+                    "transformer.resblocks.*.temporal_fc.",
+                ],
                 blocks * ta_params,
                 true,
                 blocks * t * ta_macs,
@@ -316,39 +378,106 @@ impl BenchmarkCfg {
         if let Tuning::Prompt { tokens } = self.tuning {
             let p = tokens as u64;
             // every block sees L + N tokens: the extra cost of N tokens through attention and MLP
-            let extra = n * t * (linear_macs(p, c, 3 * c) + attention_macs(1, l + p, c) - attention_macs(1, l, c) + linear_macs(p, c, c) + 2 * linear_macs(p, c, 4 * c) + 2 * layer_norm_macs(p, c));
-            b.line(&format!("{n} × {p} prompt tokens (VPT-deep)"), &["transformer.resblocks.*.prompt"], n * p * c, true, extra);
+            let extra = n
+                * t
+                * (linear_macs(p, c, 3 * c) + attention_macs(1, l + p, c) - attention_macs(1, l, c)
+                    + linear_macs(p, c, c)
+                    + 2 * linear_macs(p, c, 4 * c)
+                    + 2 * layer_norm_macs(p, c));
+            b.line(
+                &format!("{n} × {p} prompt tokens (VPT-deep)"),
+                &["transformer.resblocks.*.prompt"],
+                n * p * c,
+                true,
+                extra,
+            );
         }
         if let Tuning::Adapter { width } = self.tuning {
             let w = width as u64;
-            b.line(&format!("{n} × Houlsby adapter (width {w})"), &["transformer.resblocks.*.adapter."], n * (linear_params(c, w) + linear_params(w, c)), true, n * t * 2 * linear_macs(l, c, w));
+            b.line(
+                &format!("{n} × Houlsby adapter (width {w})"),
+                &["transformer.resblocks.*.adapter."],
+                n * (linear_params(c, w) + linear_params(w, c)),
+                true,
+                n * t * 2 * linear_macs(l, c, w),
+            );
         }
         match (self.arch, self.tuning) {
             (Arch::SaTs, _) => {
-                b.line("ln_post (every frame's CLS)", &["ln_post."], layer_norm_params(c), full, t * layer_norm_macs(1, c));
+                b.line(
+                    "ln_post (every frame's CLS)",
+                    &["ln_post."],
+                    layer_norm_params(c),
+                    full,
+                    t * layer_norm_macs(1, c),
+                );
                 let s = 1 + t;
-                let blk = linear_params(c, 3 * c) + linear_params(c, c) + linear_params(c, 4 * c) + linear_params(4 * c, c) + 2 * layer_norm_params(c);
-                let blk_macs = linear_macs(s, c, 3 * c) + attention_macs(1, s, c) + linear_macs(s, c, c) + 2 * linear_macs(s, c, 4 * c) + 2 * layer_norm_macs(s, c);
+                let blk = linear_params(c, 3 * c)
+                    + linear_params(c, c)
+                    + linear_params(c, 4 * c)
+                    + linear_params(4 * c, c)
+                    + 2 * layer_norm_params(c);
+                let blk_macs = linear_macs(s, c, 3 * c)
+                    + attention_macs(1, s, c)
+                    + linear_macs(s, c, c)
+                    + 2 * linear_macs(s, c, 4 * c)
+                    + 2 * layer_norm_macs(s, c);
                 b.line("temporal aggregation head (X-ViT)", &["temporal_head."], c + s * c + blk, true, blk_macs);
             }
             (_, Tuning::AttentionalPooling) => {
-                b.line("ln_post (every frame's CLS)", &["ln_post."], layer_norm_params(c), false, t * layer_norm_macs(1, c));
-                b.line("attentional pooling over T", &["attn_pool."], linear_params(c, 3 * c) + linear_params(c, c), true, linear_macs(t, c, 3 * c) + attention_macs(1, t, c) + linear_macs(t, c, c));
+                b.line(
+                    "ln_post (every frame's CLS)",
+                    &["ln_post."],
+                    layer_norm_params(c),
+                    false,
+                    t * layer_norm_macs(1, c),
+                );
+                b.line(
+                    "attentional pooling over T",
+                    &["attn_pool."],
+                    linear_params(c, 3 * c) + linear_params(c, c),
+                    true,
+                    linear_macs(t, c, 3 * c) + attention_macs(1, t, c) + linear_macs(t, c, c),
+                );
             }
             _ => {
-                b.line("ln_post (after the mean over T)", &["ln_post."], layer_norm_params(c), full, layer_norm_macs(1, c));
+                b.line(
+                    "ln_post (after the mean over T)",
+                    &["ln_post."],
+                    layer_norm_params(c),
+                    full,
+                    layer_norm_macs(1, c),
+                );
             }
         }
-        b.line("fc (classifier)", &["fc"], linear_params(c, self.num_classes as u64), true, linear_macs(1, c, self.num_classes as u64));
+        b.line(
+            "fc (classifier)",
+            &["fc"],
+            linear_params(c, self.num_classes as u64),
+            true,
+            linear_macs(1, c, self.num_classes as u64),
+        );
         b
     }
 }
 
-fn mha<const C: usize, E: Real, D: KitDevice<E>>(dev: &D, init: &mut Init, heads: usize) -> MultiheadAttention<C, E, D> {
+fn mha<const C: usize, E: Real, D: KitDevice<E>>(
+    dev: &D,
+    init: &mut Init,
+    heads: usize,
+) -> MultiheadAttention<C, E, D> {
     MultiheadAttention {
-        in_proj_weight: param(dev, (3 * C, Const::<C>), init.uniform(3 * C * C, (6.0 / (4.0 * C as f64)).sqrt()), false),
+        in_proj_weight: param(
+            dev,
+            (3 * C, Const::<C>),
+            init.uniform(3 * C * C, (6.0 / (4.0 * C as f64)).sqrt()),
+            false,
+        ),
         in_proj_bias: constant(dev, (3 * C,), 0.0, false),
-        out_proj: Linear { weight: param(dev, (Const::<C>, Const::<C>), init.torch_linear(C, C), false), bias: Some(constant(dev, (Const::<C>,), 0.0, false)) },
+        out_proj: Linear {
+            weight: param(dev, (Const::<C>, Const::<C>), init.torch_linear(C, C), false),
+            bias: Some(constant(dev, (Const::<C>,), 0.0, false)),
+        },
         heads,
     }
 }

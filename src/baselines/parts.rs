@@ -35,7 +35,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> TemporalAttention<C, E, D> {
 // ANCHOR: xvit
 /// X-ViT's space-time mixing: keys and values of frame t take a quarter of their channels from
 /// frame t−1 and a quarter from t+1 (in the packed q;k;v buffer), then spatial attention as usual.
-pub fn xvit_attention<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(blk: &ResidualAttentionBlock<C, E, D>, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+pub fn xvit_attention<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    blk: &ResidualAttentionBlock<C, E, D>,
+    x: Tokens<C, E, D, T>,
+    grid: Grid,
+) -> Tokens<C, E, D, T> {
     let attn = &blk.attn;
     let qkv = linear(blk.ln_1.forward(x), &attn.in_proj_weight, Some(&attn.in_proj_bias)); // (B·T, L, 3C)
     let q4 = C / 4;
@@ -61,7 +65,11 @@ pub struct TemporalHead<const C: usize, E: Dtype, D: Storage<E>> {
 
 impl<const C: usize, E: Real, D: KitDevice<E>> TemporalHead<C, E, D> {
     /// (B·T, C) per-frame features → (B, C).
-    pub fn forward<T: Tape<E, D>>(&self, frames: Tensor<(usize, Const<C>), E, D, T>, t: usize) -> Tensor<(usize, Const<C>), E, D, T> {
+    pub fn forward<T: Tape<E, D>>(
+        &self,
+        frames: Tensor<(usize, Const<C>), E, D, T>,
+        t: usize,
+    ) -> Tensor<(usize, Const<C>), E, D, T> {
         let b = frames.shape().0 / t;
         let seq = frames.reshape_like(&(b, t, Const::<C>)); // (B, T, C): the frames of a video as one sequence
         let x = ops::embed_tokens(seq, &self.cls, &self.pos, None, true); // (B, 1 + T, C)
@@ -74,7 +82,11 @@ impl<const C: usize, E: Real, D: KitDevice<E>> TemporalHead<C, E, D> {
 
 /// Attentional pooling over time: self-attention over the T per-frame features of a video, then
 /// their mean (replaces the plain mean before the classifier).
-pub fn attention_pool<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(mha: &MultiheadAttention<C, E, D>, frames: Tensor<(usize, Const<C>), E, D, T>, t: usize) -> Tensor<(usize, Const<C>), E, D, T> {
+pub fn attention_pool<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    mha: &MultiheadAttention<C, E, D>,
+    frames: Tensor<(usize, Const<C>), E, D, T>,
+    t: usize,
+) -> Tensor<(usize, Const<C>), E, D, T> {
     let b = frames.shape().0 / t;
     let seq = frames.reshape_like(&(b, t, Const::<C>));
     let h = mha.forward(seq, SeqAxis::Tokens); // (B, T, C)

@@ -70,7 +70,11 @@ fn run(a: Args) -> anyhow::Result<()> {
             model.load(w, &KeyMap::identity(), &|_| false)?;
         }
         (None, Some(clip)) => {
-            let map = KeyMap { model_prefix: encoder.into(), file_prefix: a.clip_prefix.clone(), ignore: vec!["proj".into()] };
+            let map = KeyMap {
+                model_prefix: encoder.into(),
+                file_prefix: a.clip_prefix.clone(),
+                ignore: vec!["proj".into()],
+            };
             let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
             let r = model.load(clip, &map, &new)?;
             eprintln!("loaded {} CLIP tensors ({:?}) from {}", r.loaded.len(), r.dtypes, clip.display());
@@ -79,13 +83,17 @@ fn run(a: Args) -> anyhow::Result<()> {
                     let r = model.load(ck, &KeyMap::identity(), &|k: &str| !new(k))?;
                     eprintln!("loaded {} checkpoint tensors from {}", r.loaded.len(), ck.display());
                 }
-                None => eprintln!("warning: no --checkpoint: {} new parameters keep their initial values", r.kept.len()),
+                None => {
+                    eprintln!("warning: no --checkpoint: {} new parameters keep their initial values", r.kept.len())
+                }
             }
         }
         (None, None) => bail!("give --weights, or --clip (and usually --checkpoint)"),
     }
     let input = read_all(&a.input)?;
-    let (shape, values) = input.get(&a.key).with_context(|| format!("{} has no tensor `{}` (it has {:?})", a.input.display(), a.key, input.keys().collect::<Vec<_>>()))?;
+    let (shape, values) = input.get(&a.key).with_context(|| {
+        format!("{} has no tensor `{}` (it has {:?})", a.input.display(), a.key, input.keys().collect::<Vec<_>>())
+    })?;
     if shape.len() != 5 || shape[1] != 3 {
         bail!("`{}` in {} has shape {shape:?}; expected (B, 3, T, H, W)", a.key, a.input.display());
     }
@@ -93,10 +101,14 @@ fn run(a: Args) -> anyhow::Result<()> {
     if shape[3] != res || shape[4] != res {
         bail!("frames are {}x{}; the model was configured for {res}x{res}", shape[3], shape[4]);
     }
-    let video = dev.tensor_from_vec(values.iter().map(|v| *v as f32).collect(), (shape[0], Const::<3>, shape[2], shape[3], shape[4]));
+    let video = dev.tensor_from_vec(
+        values.iter().map(|v| *v as f32).collect(),
+        (shape[0], Const::<3>, shape[2], shape[3], shape[4]),
+    );
     let mut ctx = if a.taps { Ctx::eval().recording() } else { Ctx::eval() };
     let logits = model.logits(&video, &mut ctx);
-    let mut out = vec![NamedTensor { name: "logits".into(), shape: logits.shape().concrete().into(), values: logits.as_vec() }];
+    let mut out =
+        vec![NamedTensor { name: "logits".into(), shape: logits.shape().concrete().into(), values: logits.as_vec() }];
     if a.taps {
         for (name, t) in ctx.taps() {
             if name != "logits" {

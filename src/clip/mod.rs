@@ -47,17 +47,44 @@ fn yes() -> bool {
 impl ClipCfg {
     /// OpenAI CLIP ViT-B/16 at 224 px: width 768, 12 layers, 12 heads, 14×14 patches.
     pub fn vit_b16() -> Self {
-        Self { input_resolution: 224, patch_size: 16, width: 768, layers: 12, heads: 12, ln_pre: true, patch_bias: false, mlp_act: MlpAct::QuickGelu }
+        Self {
+            input_resolution: 224,
+            patch_size: 16,
+            width: 768,
+            layers: 12,
+            heads: 12,
+            ln_pre: true,
+            patch_bias: false,
+            mlp_act: MlpAct::QuickGelu,
+        }
     }
 
     /// OpenAI CLIP ViT-L/14 at 224 px: width 1024, 24 layers, 16 heads, 16×16 patches.
     pub fn vit_l14() -> Self {
-        Self { input_resolution: 224, patch_size: 14, width: 1024, layers: 24, heads: 16, ln_pre: true, patch_bias: false, mlp_act: MlpAct::QuickGelu }
+        Self {
+            input_resolution: 224,
+            patch_size: 14,
+            width: 1024,
+            layers: 24,
+            heads: 16,
+            ln_pre: true,
+            patch_bias: false,
+            mlp_act: MlpAct::QuickGelu,
+        }
     }
 
     /// The tiny backbone of `../shared/parity`: 32 px, patch 8 (4×4 grid), width 64, 2 layers, 4 heads.
     pub fn tiny() -> Self {
-        Self { input_resolution: 32, patch_size: 8, width: 64, layers: 2, heads: 4, ln_pre: true, patch_bias: false, mlp_act: MlpAct::QuickGelu }
+        Self {
+            input_resolution: 32,
+            patch_size: 8,
+            width: 64,
+            layers: 2,
+            heads: 4,
+            ln_pre: true,
+            patch_bias: false,
+            mlp_act: MlpAct::QuickGelu,
+        }
     }
 
     /// An ImageNet-21K ViT-B/16 (timm `vit_base_patch16_224_in21k`): the same transformer, with a
@@ -93,7 +120,10 @@ impl ClipCfg {
     /// Checks the arithmetic the encoder relies on; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.patch_size == 0 || self.input_resolution % self.patch_size != 0 {
-            return Err(format!("input_resolution {} is not a multiple of patch_size {}", self.input_resolution, self.patch_size));
+            return Err(format!(
+                "input_resolution {} is not a multiple of patch_size {}",
+                self.input_resolution, self.patch_size
+            ));
         }
         if self.heads == 0 || self.width % self.heads != 0 {
             return Err(format!("width {} is not a multiple of heads {}", self.width, self.heads));
@@ -111,9 +141,18 @@ impl ClipCfg {
 macro_rules! with_width {
     ($width:expr, |$C:ident| $body:expr) => {{
         match $width {
-            64 => { const $C: usize = 64; Ok($body) }
-            768 => { const $C: usize = 768; Ok($body) }
-            1024 => { const $C: usize = 1024; Ok($body) }
+            64 => {
+                const $C: usize = 64;
+                Ok($body)
+            }
+            768 => {
+                const $C: usize = 768;
+                Ok($body)
+            }
+            1024 => {
+                const $C: usize = 1024;
+                Ok($body)
+            }
             w => Err(anyhow::anyhow!("width {w} is not compiled in (the kit instantiates widths 64, 768 and 1024)")),
         }
     }};

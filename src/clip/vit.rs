@@ -19,8 +19,8 @@ use super::{ClipCfg, MlpAct};
 use crate::context::Ctx;
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
-use crate::ops::{self, gelu, layer_norm::LayerNorm, promote, quick_gelu, Grid, Linear, SeqAxis};
 use crate::ops::attention::MultiheadAttention;
+use crate::ops::{self, gelu, layer_norm::LayerNorm, promote, quick_gelu, Grid, Linear, SeqAxis};
 use crate::param::{param_list, Param, Params, Walk, WalkMut};
 
 /// The (B·T, L, C) token stream.
@@ -139,7 +139,13 @@ pub struct VisionTransformer<const C: usize, B, E: Dtype, D: Storage<E>> {
 impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransformer<C, B, E, D> {
     /// Builds the encoder with CLIP's shapes (values from `init`; load real weights over them).
     /// All encoder parameters start frozen; `block(i, init)` builds block i.
-    pub fn build(cfg: &ClipCfg, dev: &D, init: &mut Init, temporal_frames: Option<usize>, mut block: impl FnMut(usize, &mut Init) -> B) -> Self {
+    pub fn build(
+        cfg: &ClipCfg,
+        dev: &D,
+        init: &mut Init,
+        temporal_frames: Option<usize>,
+        mut block: impl FnMut(usize, &mut Init) -> B,
+    ) -> Self {
         assert_eq!(cfg.width, C, "ClipCfg width {} built as width {C}", cfg.width);
         cfg.validate().expect("invalid ClipCfg");
         let (p, l) = (cfg.patch_size, cfg.tokens());
@@ -212,9 +218,19 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
     }
 
     /// `ln_pre([class_embedding; conv1(patches)] + positional_embedding (+ temporal_embedding[t]))`.
-    fn embed<T: Tape<E, D>>(&self, patches: Tensor<(usize, usize, usize), E, D, T>, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+    fn embed<T: Tape<E, D>>(
+        &self,
+        patches: Tensor<(usize, usize, usize), E, D, T>,
+        ctx: &mut Ctx,
+    ) -> Tokens<C, E, D, T> {
         let x = self.conv1.forward(patches); // (B·T, H·W, C)
-        let x = ops::embed_tokens(x, &self.class_embedding, &self.positional_embedding, self.temporal_embedding.as_ref(), self.temporal_on_cls);
+        let x = ops::embed_tokens(
+            x,
+            &self.class_embedding,
+            &self.positional_embedding,
+            self.temporal_embedding.as_ref(),
+            self.temporal_on_cls,
+        );
         let x = match &self.ln_pre {
             Some(ln) => ln.forward(x),
             None => x,
@@ -226,24 +242,46 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
 // ANCHOR_END: vit_forward
 
 fn layer_norm<const C: usize, E: Real, D: KitDevice<E>>(dev: &D) -> LayerNorm<Const<C>, E, D> {
-    LayerNorm { weight: constant(dev, (Const::<C>,), 1.0, false), bias: constant(dev, (Const::<C>,), 0.0, false), eps: 1e-5 }
+    LayerNorm {
+        weight: constant(dev, (Const::<C>,), 1.0, false),
+        bias: constant(dev, (Const::<C>,), 0.0, false),
+        eps: 1e-5,
+    }
 }
 
 /// A frozen CLIP block with CLIP's shapes (values from `init`).
-pub fn clip_block<const C: usize, E: Real, D: KitDevice<E>>(cfg: &ClipCfg, dev: &D, init: &mut Init) -> ResidualAttentionBlock<C, E, D> {
+pub fn clip_block<const C: usize, E: Real, D: KitDevice<E>>(
+    cfg: &ClipCfg,
+    dev: &D,
+    init: &mut Init,
+) -> ResidualAttentionBlock<C, E, D> {
     let f = cfg.mlp_width();
     let lin_in = |init: &mut Init, out: usize| init.torch_linear(out, C);
     ResidualAttentionBlock {
         attn: MultiheadAttention {
-            in_proj_weight: param(dev, (3 * C, Const::<C>), init.uniform(3 * C * C, (6.0 / (4.0 * C as f64)).sqrt()), false),
+            in_proj_weight: param(
+                dev,
+                (3 * C, Const::<C>),
+                init.uniform(3 * C * C, (6.0 / (4.0 * C as f64)).sqrt()),
+                false,
+            ),
             in_proj_bias: constant(dev, (3 * C,), 0.0, false),
-            out_proj: Linear { weight: param(dev, (Const::<C>, Const::<C>), lin_in(init, C), false), bias: Some(constant(dev, (Const::<C>,), 0.0, false)) },
+            out_proj: Linear {
+                weight: param(dev, (Const::<C>, Const::<C>), lin_in(init, C), false),
+                bias: Some(constant(dev, (Const::<C>,), 0.0, false)),
+            },
             heads: cfg.heads,
         },
         ln_1: layer_norm(dev),
         mlp: Mlp {
-            c_fc: Linear { weight: param(dev, (f, Const::<C>), lin_in(init, f), false), bias: Some(param(dev, (f,), init.uniform(f, 1.0 / (C as f64).sqrt()), false)) },
-            c_proj: Linear { weight: param(dev, (Const::<C>, f), init.torch_linear(C, f), false), bias: Some(param(dev, (Const::<C>,), init.uniform(C, 1.0 / (f as f64).sqrt()), false)) },
+            c_fc: Linear {
+                weight: param(dev, (f, Const::<C>), lin_in(init, f), false),
+                bias: Some(param(dev, (f,), init.uniform(f, 1.0 / (C as f64).sqrt()), false)),
+            },
+            c_proj: Linear {
+                weight: param(dev, (Const::<C>, f), init.torch_linear(C, f), false),
+                bias: Some(param(dev, (Const::<C>,), init.uniform(C, 1.0 / (f as f64).sqrt()), false)),
+            },
             act: cfg.mlp_act,
         },
         ln_2: layer_norm(dev),
@@ -327,8 +365,16 @@ impl<const C: usize, E: Real, D: KitDevice<E>> FrameBaseline<C, E, D> {
 }
 
 /// A trainable classifier `fc` (width → classes) with N(0, std²) weights and a zero bias.
-pub fn head<const C: usize, E: Real, D: KitDevice<E>>(dev: &D, init: &mut Init, classes: usize, std: f64) -> Linear<Const<C>, usize, E, D> {
-    Linear { weight: param(dev, (classes, Const::<C>), init.normal(classes * C, std), true), bias: Some(constant(dev, (classes,), 0.0, true)) }
+pub fn head<const C: usize, E: Real, D: KitDevice<E>>(
+    dev: &D,
+    init: &mut Init,
+    classes: usize,
+    std: f64,
+) -> Linear<Const<C>, usize, E, D> {
+    Linear {
+        weight: param(dev, (classes, Const::<C>), init.normal(classes * C, std), true),
+        bias: Some(constant(dev, (classes,), 0.0, true)),
+    }
 }
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Mlp<C, E, D> {
@@ -395,7 +441,8 @@ mod tests {
                         for ch in 0..3 {
                             for ky in 0..p {
                                 for kx in 0..p {
-                                    s += wv[((o * 3 + ch) * p + ky) * p + kx] * v[((ch * t + ti) * hw + py * p + ky) * hw + px * p + kx];
+                                    s += wv[((o * 3 + ch) * p + ky) * p + kx]
+                                        * v[((ch * t + ti) * hw + py * p + ky) * hw + px * p + kx];
                                 }
                             }
                         }

@@ -62,7 +62,11 @@ pub struct WeightsError {
 
 impl WeightsError {
     fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty() && self.bad_dtype.is_empty() && self.io.is_none()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.bad_dtype.is_empty()
+            && self.io.is_none()
     }
 }
 
@@ -158,7 +162,8 @@ pub fn load_params<E: Real, D: KitDevice<E>, M: Params<E, D>>(
             }
         }
     }
-    let mut plan = Plan { map, fresh: &fresh, file: &file, err: &mut err, used: BTreeSet::new(), report: LoadReport::default() };
+    let mut plan =
+        Plan { map, fresh: &fresh, file: &file, err: &mut err, used: BTreeSet::new(), report: LoadReport::default() };
     visit(model, &mut plan);
     let (used, mut report) = (plan.used, plan.report);
     for (k, (_, shape)) in &file {
@@ -214,7 +219,11 @@ pub struct NamedTensor {
 
 /// Writes f32 tensors to `path` atomically: a temporary file in the same folder, then a rename, so
 /// a crash never leaves a truncated file under the final name.
-pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: Option<BTreeMap<String, String>>) -> anyhow::Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: Option<BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = tensors
@@ -224,10 +233,12 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: Option<
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| anyhow::anyhow!("bad tensor for {}: {e:?}", path.display()))?;
     let meta = metadata.map(|m| m.into_iter().collect());
-    let data = safetensors::serialize(views, &meta).map_err(|e| anyhow::anyhow!("serialising {}: {e:?}", path.display()))?;
+    let data =
+        safetensors::serialize(views, &meta).map_err(|e| anyhow::anyhow!("serialising {}: {e:?}", path.display()))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
     std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
@@ -237,7 +248,8 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: Option<
 pub fn read_all(path: &Path) -> anyhow::Result<BTreeMap<String, (Vec<usize>, Vec<f64>)>> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e:?}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e:?}", path.display()))?;
     let mut out = BTreeMap::new();
     for (k, v) in st.tensors() {
         if !matches!(v.dtype(), StDtype::F16 | StDtype::BF16 | StDtype::F32 | StDtype::F64) {
@@ -254,7 +266,11 @@ pub fn named_params<E: Real, D: KitDevice<E>, M: Params<E, D>>(model: &M, traina
     impl<E: Real, D: KitDevice<E>> Visitor<E, D> for Collect {
         fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
             if p.trainable || !self.1 {
-                self.0.push(NamedTensor { name: key.into(), shape: p.stored_shape.clone(), values: p.to_vec().into_iter().map(|v| v.f64() as f32).collect() });
+                self.0.push(NamedTensor {
+                    name: key.into(),
+                    shape: p.stored_shape.clone(),
+                    values: p.to_vec().into_iter().map(|v| v.f64() as f32).collect(),
+                });
             }
         }
     }

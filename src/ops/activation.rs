@@ -78,14 +78,19 @@ mod tests {
     use super::*;
     use crate::ops::gradcheck::*;
 
-    fn check(op: fn(Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>) -> Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
-             op0: fn(Tensor<(usize, usize), f64, Cpu>) -> Tensor<(usize, usize), f64, Cpu>) {
+    fn check(
+        op: fn(
+            Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
+        ) -> Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
+        op0: fn(Tensor<(usize, usize), f64, Cpu>) -> Tensor<(usize, usize), f64, Cpu>,
+    ) {
         let dev = Cpu::default();
         let xv: Vec<f64> = rand_vec(1, 40).iter().map(|v| 4.0 * v).collect();
         let x = dev.tensor_from_vec(xv.clone(), (5usize, 8usize));
         let r = rand_vec(2, 40);
         let g = weighted_sum(op(x.leaky_trace()), &r).backward();
-        let num = numeric_grad(&xv, |v| weighted_sum_value(&op0(dev.tensor_from_vec(v.to_vec(), (5usize, 8usize))), &r));
+        let num =
+            numeric_grad(&xv, |v| weighted_sum_value(&op0(dev.tensor_from_vec(v.to_vec(), (5usize, 8usize))), &r));
         assert_close("dx", &g.get(&x).as_vec(), &num);
     }
 

@@ -43,7 +43,10 @@ impl Layout {
         match axis {
             SeqAxis::Tokens => Self { seqs: rows, len: l, l, frames: 1, temporal: false },
             SeqAxis::Frames { frames } => {
-                assert!(frames > 0 && rows % frames == 0, "temporal attention: {rows} frame rows is not a multiple of T = {frames}");
+                assert!(
+                    frames > 0 && rows % frames == 0,
+                    "temporal attention: {rows} frame rows is not a multiple of T = {frames}"
+                );
                 Self { seqs: rows / frames * l, len: frames, l, frames, temporal: true }
             }
         }
@@ -135,7 +138,9 @@ where
                         let d_o = Mat::strided(&go, base * c + h * dh, len, dh, stride * c, 1);
                         // SAFETY: the q, k and v gradient blocks of (s, h) belong to this task.
                         let (dq, dk, dv) = unsafe {
-                            let at = |off: usize| MatMut::from_raw(g_ptr.ptr().add(base * c3 + off + h * dh), len, dh, stride * c3, 1);
+                            let at = |off: usize| {
+                                MatMut::from_raw(g_ptr.ptr().add(base * c3 + off + h * dh), len, dh, stride * c3, 1)
+                            };
                             (at(0), at(c), at(2 * c))
                         };
                         // dV = Pᵀ·dO
@@ -227,12 +232,16 @@ mod tests {
             for h in 0..heads {
                 for i in 0..lay.len {
                     let scores: Vec<f64> = (0..lay.len)
-                        .map(|j| (0..dh).map(|d| qkv[row(i) + h * dh + d] * qkv[row(j) + c + h * dh + d]).sum::<f64>() / (dh as f64).sqrt())
+                        .map(|j| {
+                            (0..dh).map(|d| qkv[row(i) + h * dh + d] * qkv[row(j) + c + h * dh + d]).sum::<f64>()
+                                / (dh as f64).sqrt()
+                        })
                         .collect();
                     let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
                     for d in 0..dh {
-                        let o: f64 = (0..lay.len).map(|j| (scores[j] - m).exp() / z * qkv[row(j) + 2 * c + h * dh + d]).sum();
+                        let o: f64 =
+                            (0..lay.len).map(|j| (scores[j] - m).exp() / z * qkv[row(j) + 2 * c + h * dh + d]).sum();
                         out[(base + i * stride) * c + h * dh + d] = o;
                     }
                 }
@@ -282,7 +291,8 @@ mod tests {
         let dev = Cpu::default();
         let (b, t) = (2, 3);
         let v = rand_vec(13, N * L * 3 * C);
-        let tt = self_attention(dev.tensor_from_vec(v.clone(), (N, L, 3 * C)), H, SeqAxis::Frames { frames: t }, C).as_vec();
+        let tt =
+            self_attention(dev.tensor_from_vec(v.clone(), (N, L, 3 * C)), H, SeqAxis::Frames { frames: t }, C).as_vec();
         // rearrange (b t) l c -> (b l) t c
         let mut w = vec![0.0; v.len()];
         for bi in 0..b {

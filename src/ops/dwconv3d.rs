@@ -66,7 +66,11 @@ pub struct DwConv3d<E: Dtype, D: Storage<E>> {
 }
 
 impl<E: Real, D: KitDevice<E>> DwConv3d<E, D> {
-    pub fn forward<T: Tape<E, D>>(&self, x: Tensor<(usize, usize, usize), E, D, T>, grid: Grid) -> Tensor<(usize, usize, usize), E, D, T> {
+    pub fn forward<T: Tape<E, D>>(
+        &self,
+        x: Tensor<(usize, usize, usize), E, D, T>,
+        grid: Grid,
+    ) -> Tensor<(usize, usize, usize), E, D, T> {
         dwconv3d(x, &self.weight, &self.bias, self.kernel, grid)
     }
     pub fn channels(&self) -> usize {
@@ -102,7 +106,8 @@ impl Geometry {
     }
     fn taps(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         let k = self.k;
-        (0..k.t).flat_map(move |i| (0..k.h).flat_map(move |j| (0..k.w).map(move |l| ((i * k.h + j) * k.w + l, i, j, l))))
+        (0..k.t)
+            .flat_map(move |i| (0..k.h).flat_map(move |j| (0..k.w).map(move |l| ((i * k.h + j) * k.w + l, i, j, l))))
     }
 }
 
@@ -123,7 +128,11 @@ where
 {
     let (frames, positions, ch) = *x.shape();
     assert!(kernel.is_odd(), "dwconv3d: kernel {kernel} must have odd sizes");
-    assert_eq!((frames, positions), (grid.frames(), grid.positions()), "dwconv3d: tokens {frames}x{positions} do not form grid {grid:?}");
+    assert_eq!(
+        (frames, positions),
+        (grid.frames(), grid.positions()),
+        "dwconv3d: tokens {frames}x{positions} do not form grid {grid:?}"
+    );
     assert_eq!(*weight.value.shape(), (ch, kernel.taps()), "dwconv3d: weight shape for {ch} channels, kernel {kernel}");
     let geo = Geometry { g: grid, k: kernel };
     let taps = kernel.taps();
@@ -221,10 +230,13 @@ where
             if let Some(db) = &db {
                 let sums = gy
                     .par_chunks(ch)
-                    .fold(|| vec![E::zero(); ch], |mut a, r| {
-                        a.iter_mut().zip(r).for_each(|(u, v)| *u = *u + *v);
-                        a
-                    })
+                    .fold(
+                        || vec![E::zero(); ch],
+                        |mut a, r| {
+                            a.iter_mut().zip(r).for_each(|(u, v)| *u = *u + *v);
+                            a
+                        },
+                    )
                     .reduce(|| vec![E::zero(); ch], add_vecs);
                 dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u = *u + *v))?;
             }
@@ -274,7 +286,14 @@ mod tests {
                                 for j in 0..k.h {
                                     for l in 0..k.w {
                                         let wt = w[c * k.taps() + (i * k.h + j) * k.w + l];
-                                        s += wt * at(bb, t as isize + i as isize - (k.t / 2) as isize, h as isize + j as isize - (k.h / 2) as isize, ww as isize + l as isize - (k.w / 2) as isize, c);
+                                        s += wt
+                                            * at(
+                                                bb,
+                                                t as isize + i as isize - (k.t / 2) as isize,
+                                                h as isize + j as isize - (k.h / 2) as isize,
+                                                ww as isize + l as isize - (k.w / 2) as isize,
+                                                c,
+                                            );
                                     }
                                 }
                             }
@@ -296,18 +315,24 @@ mod tests {
         let b = Param::new(dev.tensor_from_vec(rand_vec(3, ch), (ch,)), true);
         let y = dwconv3d(x.clone(), &w, &b, kernel, g).as_vec();
         let want = naive(&x.as_vec(), &w.to_vec(), &b.to_vec(), g, kernel, ch);
-        assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "{kernel}: forward differs from the naive loop");
+        assert!(
+            y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{kernel}: forward differs from the naive loop"
+        );
 
         let r = rand_vec(4, n);
         let grads = weighted_sum(dwconv3d(x.leaky_trace(), &w, &b, kernel, g), &r).backward();
         let loss = |xv: &[f64], wv: &[f64], bv: &[f64]| {
-            weighted_sum_value(&dwconv3d(
-                dev.tensor_from_vec(xv.to_vec(), (g.frames(), g.positions(), ch)),
-                &Param::new(dev.tensor_from_vec(wv.to_vec(), (ch, kernel.taps())), true),
-                &Param::new(dev.tensor_from_vec(bv.to_vec(), (ch,)), true),
-                kernel,
-                g,
-            ), &r)
+            weighted_sum_value(
+                &dwconv3d(
+                    dev.tensor_from_vec(xv.to_vec(), (g.frames(), g.positions(), ch)),
+                    &Param::new(dev.tensor_from_vec(wv.to_vec(), (ch, kernel.taps())), true),
+                    &Param::new(dev.tensor_from_vec(bv.to_vec(), (ch,)), true),
+                    kernel,
+                    g,
+                ),
+                &r,
+            )
         };
         let (xv, wv, bv) = (x.as_vec(), w.to_vec(), b.to_vec());
         assert_close("dx", &grads.get(&x).as_vec(), &numeric_grad(&xv, |v| loss(v, &wv, &bv)));

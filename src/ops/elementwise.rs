@@ -31,7 +31,8 @@ where
         let (ag, bg, yg) = (a.ghost(), b.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
-            let acc = |g: &mut [E]| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v);
+            let acc =
+                |g: &mut [E]| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v);
             dev.update(grads.get_or_alloc_mut(&ag)?, acc)?;
             dev.update(grads.get_or_alloc_mut(&bg)?, acc)
         });
@@ -42,7 +43,11 @@ where
 /// `base + Σᵢ wᵢ · termsᵢ`: MST-Adapter's fusion of its conv branches (Eq. 8). The weights are a
 /// trainable parameter (one scalar per term) or fixed values (plain averaging). Gradients go to
 /// `base`, every term, and the weights when trainable.
-pub fn fuse<S, E, D, TB, T>(base: Tensor<S, E, D, TB>, terms: Vec<Tensor<S, E, D, T>>, weights: &Weights<E, D>) -> Tensor<S, E, D, T>
+pub fn fuse<S, E, D, TB, T>(
+    base: Tensor<S, E, D, TB>,
+    terms: Vec<Tensor<S, E, D, T>>,
+    weights: &Weights<E, D>,
+) -> Tensor<S, E, D, T>
 where
     S: Shape,
     E: Real,
@@ -82,12 +87,17 @@ where
         let values = w_param.is_some().then_some(values);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
-            dev.update(grads.get_or_alloc_mut(&bg)?, |g| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v))?;
+            dev.update(grads.get_or_alloc_mut(&bg)?, |g| {
+                g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v)
+            })?;
             for (tg, wi) in term_ghosts.iter().zip(&w) {
-                dev.update(grads.get_or_alloc_mut(tg)?, |g| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *wi * *v))?;
+                dev.update(grads.get_or_alloc_mut(tg)?, |g| {
+                    g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *wi * *v)
+                })?;
             }
             if let (Some(wp), Some(values)) = (&w_param, &values) {
-                let dw: Vec<E> = values.iter().map(|tv| tv.par_iter().zip(gy.par_iter()).map(|(a, b)| *a * *b).sum()).collect();
+                let dw: Vec<E> =
+                    values.iter().map(|tv| tv.par_iter().zip(gy.par_iter()).map(|(a, b)| *a * *b).sum()).collect();
                 dev.update(grads.get_or_alloc_mut(wp)?, |g| g.iter_mut().zip(&dw).for_each(|(u, v)| *u = *u + *v))?;
             }
             Ok(())
@@ -114,7 +124,10 @@ pub fn scale<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, 
 /// Multiplies row i (of `x.shape().rows()` rows) by `factors[i]`. Dropout (one factor per element,
 /// pass a row length of 1), DropPath (one factor per sample) and AIM's token-position DropPath are
 /// all this op with different factor vectors: 0 for dropped, 1/(1 − p) for kept.
-pub fn drop_rows<S: Rows, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, factors: Vec<E>) -> Tensor<S, E, D, T> {
+pub fn drop_rows<S: Rows, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    factors: Vec<E>,
+) -> Tensor<S, E, D, T> {
     let rows = x.shape().rows();
     assert_eq!(factors.len(), rows, "drop_rows: {} factors for {rows} rows", factors.len());
     let row_len = x.shape().feat().size();
@@ -122,7 +135,11 @@ pub fn drop_rows<S: Rows, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, 
 }
 
 /// `y[i] = x[i] · factors[i / block]`.
-pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, factors: Vec<E>, block: usize) -> Tensor<S, E, D, T> {
+pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    factors: Vec<E>,
+    block: usize,
+) -> Tensor<S, E, D, T> {
     let shape = *x.shape();
     assert_eq!(factors.len() * block, shape.num_elements(), "mask: factor blocks do not cover the tensor");
     let dev = x.device().clone();
@@ -135,9 +152,10 @@ pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
-                gx.par_chunks_mut(block.max(1)).zip(gy.par_chunks(block.max(1))).zip(factors.par_iter()).for_each(|((a, b), f)| {
-                    a.iter_mut().zip(b).for_each(|(u, v)| *u = *u + *v * *f)
-                })
+                gx.par_chunks_mut(block.max(1))
+                    .zip(gy.par_chunks(block.max(1)))
+                    .zip(factors.par_iter())
+                    .for_each(|((a, b), f)| a.iter_mut().zip(b).for_each(|(u, v)| *u = *u + *v * *f))
             })
         });
     }
@@ -168,7 +186,9 @@ pub fn mean_over_frames<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
                 for (r, row) in gx.chunks_exact_mut(c).enumerate() {
-                    row.iter_mut().zip(&gy[(r / frames) * c..(r / frames + 1) * c]).for_each(|(u, v)| *u = *u + *v * inv);
+                    row.iter_mut()
+                        .zip(&gy[(r / frames) * c..(r / frames + 1) * c])
+                        .for_each(|(u, v)| *u = *u + *v * inv);
                 }
             })
         });
@@ -194,10 +214,17 @@ mod tests {
             mean_over_frames(drop_rows(scale(add(a, b), 0.5), factors.clone()), 3)
         };
         let (at, tape) = a.leaky_trace().split_tape();
-        let y = mean_over_frames(drop_rows(scale(add(at.put_tape(tape), b.retaped::<OwnedTape<f64, Cpu>>()), 0.5), factors.clone()), 3);
+        let y = mean_over_frames(
+            drop_rows(scale(add(at.put_tape(tape), b.retaped::<OwnedTape<f64, Cpu>>()), 0.5), factors.clone()),
+            3,
+        );
         let g = weighted_sum(y, &r).backward();
-        let na = numeric_grad(&a.as_vec(), |v| weighted_sum_value(&f(dev.tensor_from_vec(v.to_vec(), (n, c)), b.clone()), &r));
-        let nb = numeric_grad(&b.as_vec(), |v| weighted_sum_value(&f(a.clone(), dev.tensor_from_vec(v.to_vec(), (n, c))), &r));
+        let na = numeric_grad(&a.as_vec(), |v| {
+            weighted_sum_value(&f(dev.tensor_from_vec(v.to_vec(), (n, c)), b.clone()), &r)
+        });
+        let nb = numeric_grad(&b.as_vec(), |v| {
+            weighted_sum_value(&f(a.clone(), dev.tensor_from_vec(v.to_vec(), (n, c))), &r)
+        });
         assert_close("da", &g.get(&a).as_vec(), &na);
         assert_close("db", &g.get(&b).as_vec(), &nb);
         // forward: video 0, channel 0 = mean over its 3 frame rows of 0.5·(a+b)·factor
@@ -215,14 +242,25 @@ mod tests {
         let (b, t1, t2) = (mk(1), mk(2), mk(3));
         let w = Param::new(dev.tensor_from_vec(vec![0.33, -0.7], (2usize,)), true);
         let r = rand_vec(4, n);
-        let f = |b: Tensor<(usize,), f64, Cpu>, t1: Tensor<(usize,), f64, Cpu>, t2: Tensor<(usize,), f64, Cpu>, w: &Param<(usize,), f64, Cpu>| {
+        let f = |b: Tensor<(usize,), f64, Cpu>,
+                 t1: Tensor<(usize,), f64, Cpu>,
+                 t2: Tensor<(usize,), f64, Cpu>,
+                 w: &Param<(usize,), f64, Cpu>| {
             weighted_sum_value(&fuse(b, vec![t1, t2], &Weights::Learned(w.clone())), &r)
         };
         let y = fuse(b.clone(), vec![t1.clone(), t2.clone()], &Weights::Learned(w.clone())).as_vec();
         let (bv, v1, v2) = (b.as_vec(), t1.as_vec(), t2.as_vec());
         assert!((0..n).all(|i| (y[i] - (bv[i] + 0.33 * v1[i] - 0.7 * v2[i])).abs() < 1e-12));
         let (bt, tape) = b.leaky_trace().split_tape();
-        let g = weighted_sum(fuse(bt.put_tape(tape), vec![t1.retaped::<OwnedTape<f64, Cpu>>(), t2.retaped()], &Weights::Learned(w.clone())), &r).backward();
+        let g = weighted_sum(
+            fuse(
+                bt.put_tape(tape),
+                vec![t1.retaped::<OwnedTape<f64, Cpu>>(), t2.retaped()],
+                &Weights::Learned(w.clone()),
+            ),
+            &r,
+        )
+        .backward();
         let from = |v: &[f64]| dev.tensor_from_vec(v.to_vec(), (n,));
         assert_close("dbase", &g.get(&b).as_vec(), &numeric_grad(&bv, |v| f(from(v), t1.clone(), t2.clone(), &w)));
         assert_close("dterm1", &g.get(&t1).as_vec(), &numeric_grad(&v1, |v| f(b.clone(), from(v), t2.clone(), &w)));

@@ -58,11 +58,8 @@ where
     let mut y = vec![E::zero(); rows * c];
     {
         let xv = host(&x);
-        xhat.par_chunks_mut(c)
-            .zip(rstd.par_iter_mut())
-            .zip(y.par_chunks_mut(c))
-            .zip(xv.par_chunks(c))
-            .for_each(|(((xh, rs), yr), xr)| {
+        xhat.par_chunks_mut(c).zip(rstd.par_iter_mut()).zip(y.par_chunks_mut(c)).zip(xv.par_chunks(c)).for_each(
+            |(((xh, rs), yr), xr)| {
                 let mean = xr.iter().copied().sum::<E>() * inv_c;
                 let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<E>() * inv_c;
                 *rs = E::one() / (var + eps).sqrt();
@@ -70,7 +67,8 @@ where
                     xh[i] = (xr[i] - mean) * *rs;
                     yr[i] = xh[i] * gamma[i] + beta[i];
                 }
-            });
+            },
+        );
     }
     let y = tensor(&dev, y, shape);
 
@@ -83,11 +81,8 @@ where
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             let gam = host(&gamma);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                gx.par_chunks_mut(c)
-                    .zip(gy.par_chunks(c))
-                    .zip(xhat.par_chunks(c))
-                    .zip(rstd.par_iter())
-                    .for_each(|(((gxr, gyr), xh), &rs)| {
+                gx.par_chunks_mut(c).zip(gy.par_chunks(c)).zip(xhat.par_chunks(c)).zip(rstd.par_iter()).for_each(
+                    |(((gxr, gyr), xh), &rs)| {
                         let (mut mg, mut mgx) = (E::zero(), E::zero());
                         for i in 0..c {
                             let g = gyr[i] * gam[i];
@@ -99,7 +94,8 @@ where
                         for i in 0..c {
                             gxr[i] = gxr[i] + (gyr[i] * gam[i] - mg - xh[i] * mgx) * rs;
                         }
-                    })
+                    },
+                )
             })?;
             if dgamma.is_some() || dbeta.is_some() {
                 let (dg, db) = gy

@@ -142,13 +142,25 @@ where
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             let wv = host(&w);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                matmul(MatMut::new(gx, rows, n_in), Mat::new(&gy, rows, n_out), Mat::new(&wv, n_out, n_in), true, Threads::All)
+                matmul(
+                    MatMut::new(gx, rows, n_in),
+                    Mat::new(&gy, rows, n_out),
+                    Mat::new(&wv, n_out, n_in),
+                    true,
+                    Threads::All,
+                )
             })?;
             if let Some(x) = x_kept {
                 stats::count_weight_grad_product();
                 let xv = host(&x);
                 dev.update(grads.get_or_alloc_mut(&w)?, |gw| {
-                    matmul(MatMut::new(gw, n_out, n_in), Mat::new(&gy, rows, n_out).t(), Mat::new(&xv, rows, n_in), true, Threads::All)
+                    matmul(
+                        MatMut::new(gw, n_out, n_in),
+                        Mat::new(&gy, rows, n_out).t(),
+                        Mat::new(&xv, rows, n_in),
+                        true,
+                        Threads::All,
+                    )
                 })?;
             }
             if let Some(b_ghost) = b_ghost {

@@ -34,7 +34,9 @@ pub use elementwise::{add, drop_rows, fuse, mean_over_frames, scale, Weights};
 pub use layer_norm::layer_norm;
 pub use linear::{frozen_linear, linear, Linear};
 pub use loss::cross_entropy;
-pub use tokens::{add_to_patches, average_cls, cls_shift, cls_tokens, embed_tokens, patch_tokens, set_prompts, temporal_shift, Shift};
+pub use tokens::{
+    add_to_patches, average_cls, cls_shift, cls_tokens, embed_tokens, patch_tokens, set_prompts, temporal_shift, Shift,
+};
 
 /// Shapes whose last axis is the feature axis and whose other axes are rows: (N, X) or (N, L, X).
 pub trait Rows: Shape {

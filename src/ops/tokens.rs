@@ -19,15 +19,20 @@ type Tok<X, E, D, T> = Tensor<(usize, usize, X), E, D, T>;
 pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>) -> Tensor<(usize, X), E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
-    select(x, (n, xd), move |src: &[E], dst: &mut [E]| {
-        for r in 0..n {
-            dst[r * c..(r + 1) * c].copy_from_slice(&src[r * l * c..r * l * c + c]);
-        }
-    }, move |g: &[E], gx: &mut [E]| {
-        for r in 0..n {
-            gx[r * l * c..r * l * c + c].iter_mut().zip(&g[r * c..(r + 1) * c]).for_each(|(a, b)| *a = *a + *b);
-        }
-    })
+    select(
+        x,
+        (n, xd),
+        move |src: &[E], dst: &mut [E]| {
+            for r in 0..n {
+                dst[r * c..(r + 1) * c].copy_from_slice(&src[r * l * c..r * l * c + c]);
+            }
+        },
+        move |g: &[E], gx: &mut [E]| {
+            for r in 0..n {
+                gx[r * l * c..r * l * c + c].iter_mut().zip(&g[r * c..(r + 1) * c]).for_each(|(a, b)| *a = *a + *b);
+            }
+        },
+    )
 }
 
 /// The patch tokens of every row: (N, L, X) → (N, L − 1, X).
@@ -35,13 +40,20 @@ pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E
     let (n, l, xd) = *x.shape();
     let c = xd.size();
     let row = (l - 1) * c;
-    select(x, (n, l - 1, xd), move |src: &[E], dst: &mut [E]| {
-        dst.par_chunks_mut(row).enumerate().for_each(|(r, d)| d.copy_from_slice(&src[r * l * c + c..(r + 1) * l * c]));
-    }, move |g: &[E], gx: &mut [E]| {
-        gx.par_chunks_mut(l * c).enumerate().for_each(|(r, d)| {
-            d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a = *a + *b)
-        });
-    })
+    select(
+        x,
+        (n, l - 1, xd),
+        move |src: &[E], dst: &mut [E]| {
+            dst.par_chunks_mut(row)
+                .enumerate()
+                .for_each(|(r, d)| d.copy_from_slice(&src[r * l * c + c..(r + 1) * l * c]));
+        },
+        move |g: &[E], gx: &mut [E]| {
+            gx.par_chunks_mut(l * c)
+                .enumerate()
+                .for_each(|(r, d)| d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a = *a + *b));
+        },
+    )
 }
 
 /// A gather-like op: `y = copy(x)`, `gx += scatter(gy)`.
@@ -96,7 +108,9 @@ where
         let (xg, dg, yg) = (x.ghost(), delta.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
-            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a = *a + *b))?;
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
+                gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a = *a + *b)
+            })?;
             dev.update(grads.get_or_alloc_mut(&dg)?, |gd| {
                 gd.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| {
                     d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a = *a + *b)
@@ -127,7 +141,12 @@ where
 {
     let (n, p, xd) = *patches.shape();
     let (c, l) = (xd.size(), p + 1);
-    assert_eq!(positional_embedding.value.shape().0, l, "positional_embedding has {} rows for {l} tokens", positional_embedding.value.shape().0);
+    assert_eq!(
+        positional_embedding.value.shape().0,
+        l,
+        "positional_embedding has {} rows for {l} tokens",
+        positional_embedding.value.shape().0
+    );
     let frames = temporal_embedding.map_or(1, |t| t.value.shape().0);
     assert_eq!(n % frames, 0, "temporal_embedding for {frames} frames on {n} frame rows");
     let dev = patches.device().clone();
@@ -146,7 +165,9 @@ where
             if let Some(tem) = &tem {
                 let te = &tem[(r % frames) * c..(r % frames + 1) * c];
                 let skip = if temporal_on_cls { 0 } else { 1 };
-                yr.chunks_exact_mut(c).skip(skip).for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
+                yr.chunks_exact_mut(c)
+                    .skip(skip)
+                    .for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
             }
         });
     }
@@ -170,16 +191,22 @@ where
                 a
             });
             if let Some(g) = &cls_g {
-                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&per_token[..c]).for_each(|(a, b)| *a = *a + *b))?;
+                dev.update(grads.get_or_alloc_mut(g)?, |d| {
+                    d.iter_mut().zip(&per_token[..c]).for_each(|(a, b)| *a = *a + *b)
+                })?;
             }
             if let Some(g) = &pos_g {
-                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&per_token).for_each(|(a, b)| *a = *a + *b))?;
+                dev.update(grads.get_or_alloc_mut(g)?, |d| {
+                    d.iter_mut().zip(&per_token).for_each(|(a, b)| *a = *a + *b)
+                })?;
             }
             if let Some(g) = &tem_g {
                 let mut dt = vec![E::zero(); frames * c];
                 for (r, yr) in gy.chunks_exact(l * c).enumerate() {
                     let d = &mut dt[(r % frames) * c..(r % frames + 1) * c];
-                    yr.chunks_exact(c).skip(if temporal_on_cls { 0 } else { 1 }).for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
+                    yr.chunks_exact(c)
+                        .skip(if temporal_on_cls { 0 } else { 1 })
+                        .for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
                 }
                 dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&dt).for_each(|(a, b)| *a = *a + *b))?;
             }
@@ -200,7 +227,12 @@ pub fn cls_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     from_next: usize,
     from_prev: usize,
 ) -> Tok<X, E, D, T> {
-    temporal_shift(x, frames, &[Shift { start: 0, len: from_next, dt: 1 }, Shift { start: from_next, len: from_prev, dt: -1 }], true)
+    temporal_shift(
+        x,
+        frames,
+        &[Shift { start: 0, len: from_next, dt: 1 }, Shift { start: from_next, len: from_prev, dt: -1 }],
+        true,
+    )
 }
 // ANCHOR_END: cls_shift
 
@@ -216,7 +248,12 @@ pub struct Shift {
 /// Moves channel blocks across the frames of each video, for the CLS token only (`cls_only`) or
 /// for every token. Channels in no block stay. Used for MST-Adapter's CLS shift and for X-ViT's
 /// key/value mixing.
-pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, frames: usize, shifts: &[Shift], cls_only: bool) -> Tok<X, E, D, T> {
+pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tok<X, E, D, T>,
+    frames: usize,
+    shifts: &[Shift],
+    cls_only: bool,
+) -> Tok<X, E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
     assert_eq!(n % frames, 0, "temporal_shift: {n} frame rows is not a multiple of T = {frames}");
@@ -232,39 +269,47 @@ pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X,
         (0..frames as isize).contains(&t).then(|| (((r as isize + dt) as usize) * l + tok) * c + ch)
     };
     let dts = src_dt.clone();
-    select(x, (n, l, xd), move |xv: &[E], y: &mut [E]| {
-        y.copy_from_slice(xv);
-        for r in 0..n {
-            for tok in 0..tokens {
-                for ch in 0..c {
-                    if dts[ch] != 0 {
-                        y[(r * l + tok) * c + ch] = src(r, tok, ch, dts[ch]).map_or(E::zero(), |i| xv[i]);
-                    }
-                }
-            }
-        }
-    }, move |gy: &[E], gx: &mut [E]| {
-        for r in 0..n {
-            for tok in 0..l {
-                for ch in 0..c {
-                    let i = (r * l + tok) * c + ch;
-                    if tok < tokens && src_dt[ch] != 0 {
-                        if let Some(s) = src(r, tok, ch, src_dt[ch]) {
-                            gx[s] = gx[s] + gy[i];
+    select(
+        x,
+        (n, l, xd),
+        move |xv: &[E], y: &mut [E]| {
+            y.copy_from_slice(xv);
+            for r in 0..n {
+                for tok in 0..tokens {
+                    for ch in 0..c {
+                        if dts[ch] != 0 {
+                            y[(r * l + tok) * c + ch] = src(r, tok, ch, dts[ch]).map_or(E::zero(), |i| xv[i]);
                         }
-                    } else {
-                        gx[i] = gx[i] + gy[i];
                     }
                 }
             }
-        }
-    })
+        },
+        move |gy: &[E], gx: &mut [E]| {
+            for r in 0..n {
+                for tok in 0..l {
+                    for ch in 0..c {
+                        let i = (r * l + tok) * c + ch;
+                        if tok < tokens && src_dt[ch] != 0 {
+                            if let Some(s) = src(r, tok, ch, src_dt[ch]) {
+                                gx[s] = gx[s] + gy[i];
+                            }
+                        } else {
+                            gx[i] = gx[i] + gy[i];
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// Replaces the CLS token of every frame by its mean over the T frames of the video. TimeSformer
 /// keeps one CLS per video: with identical per-frame copies, averaging the copies' residuals is
 /// its `cls_token = mean over T of the spatial attention's CLS outputs`.
-pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, frames: usize) -> Tok<X, E, D, T> {
+pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tok<X, E, D, T>,
+    frames: usize,
+) -> Tok<X, E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
     assert_eq!(n % frames, 0, "average_cls: {n} frame rows is not a multiple of T = {frames}");
@@ -273,29 +318,38 @@ pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E,
         let b0 = r - r % frames;
         (b0..b0 + frames).map(|q| v[q * l * c + ch]).fold(E::zero(), |a, b| a + b) * inv
     };
-    select(x, (n, l, xd), move |xv: &[E], y: &mut [E]| {
-        y.copy_from_slice(xv);
-        for r in 0..n {
-            for ch in 0..c {
-                y[r * l * c + ch] = mean(xv, r, ch);
-            }
-        }
-    }, move |gy: &[E], gx: &mut [E]| {
-        for r in 0..n {
-            for tok in 0..l {
+    select(
+        x,
+        (n, l, xd),
+        move |xv: &[E], y: &mut [E]| {
+            y.copy_from_slice(xv);
+            for r in 0..n {
                 for ch in 0..c {
-                    let i = (r * l + tok) * c + ch;
-                    gx[i] = gx[i] + if tok == 0 { mean(gy, r, ch) } else { gy[i] };
+                    y[r * l * c + ch] = mean(xv, r, ch);
                 }
             }
-        }
-    })
+        },
+        move |gy: &[E], gx: &mut [E]| {
+            for r in 0..n {
+                for tok in 0..l {
+                    for ch in 0..c {
+                        let i = (r * l + tok) * c + ch;
+                        gx[i] = gx[i] + if tok == 0 { mean(gy, r, ch) } else { gy[i] };
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// VPT-deep: replaces the `old` prompt tokens that follow CLS with the learned `prompts` (N, X):
 /// `[cls, old prompts, patches]` → `[cls, prompts, patches]`. Gradients go to CLS and the
 /// patches, and to the prompts (summed over frames) when trainable; the old prompts get none.
-pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>, old: usize, prompts: &Param<(usize, X), E, D>) -> Tok<X, E, D, T> {
+pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tok<X, E, D, T>,
+    old: usize,
+    prompts: &Param<(usize, X), E, D>,
+) -> Tok<X, E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
     let np = prompts.value.shape().0;
@@ -328,7 +382,9 @@ pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E,
             if let Some(pg) = &pg {
                 dev.update(grads.get_or_alloc_mut(pg)?, |gp| {
                     for r in 0..n {
-                        gp.iter_mut().zip(&gy[r * l2 * c + c..r * l2 * c + (1 + np) * c]).for_each(|(a, b)| *a = *a + *b);
+                        gp.iter_mut()
+                            .zip(&gy[r * l2 * c + c..r * l2 * c + (1 + np) * c])
+                            .for_each(|(a, b)| *a = *a + *b);
                     }
                 })?;
             }
@@ -392,8 +448,12 @@ mod tests {
         let rr = rand_vec(5, N * L * C);
         let (xt, tape) = x.leaky_trace().split_tape();
         let g = weighted_sum(add_to_patches(xt.put_tape(tape), d.retaped::<OwnedTape<f64, Cpu>>()), &rr).backward();
-        let nx = numeric_grad(&xv, |v| weighted_sum_value(&add_to_patches(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), d.clone()), &rr));
-        let nd = numeric_grad(&dv, |v| weighted_sum_value(&add_to_patches(x.clone(), dev.tensor_from_vec(v.to_vec(), (N, L - 1, Const::<C>))), &rr));
+        let nx = numeric_grad(&xv, |v| {
+            weighted_sum_value(&add_to_patches(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), d.clone()), &rr)
+        });
+        let nd = numeric_grad(&dv, |v| {
+            weighted_sum_value(&add_to_patches(x.clone(), dev.tensor_from_vec(v.to_vec(), (N, L - 1, Const::<C>))), &rr)
+        });
         assert_close("dx", &g.get(&x).as_vec(), &nx);
         assert_close("ddelta", &g.get(&d).as_vec(), &nd);
     }
@@ -436,7 +496,8 @@ mod tests {
         for r in 0..N {
             assert_eq!(y[r * l2 * C..r * l2 * C + C], xv[r * L * C..r * L * C + C]); // CLS
             assert_eq!(y[(r * l2 + 1) * C..(r * l2 + 4) * C], p.to_vec()[..]); // the new prompts
-            assert_eq!(y[(r * l2 + 4) * C..(r + 1) * l2 * C], xv[(r * L + 3) * C..(r + 1) * L * C]); // patches
+            assert_eq!(y[(r * l2 + 4) * C..(r + 1) * l2 * C], xv[(r * L + 3) * C..(r + 1) * L * C]);
+            // patches
         }
         let frames = 3;
         let y = temporal_shift(x.clone(), frames, &[Shift { start: 1, len: 2, dt: -1 }], false).as_vec();
@@ -444,7 +505,15 @@ mod tests {
             for tok in 0..L {
                 for c in 0..C {
                     let i = (r * L + tok) * C + c;
-                    let want = if (1..3).contains(&c) { if r % frames == 0 { 0.0 } else { xv[i - L * C] } } else { xv[i] };
+                    let want = if (1..3).contains(&c) {
+                        if r % frames == 0 {
+                            0.0
+                        } else {
+                            xv[i - L * C]
+                        }
+                    } else {
+                        xv[i]
+                    };
                     assert_eq!(y[i], want);
                 }
             }
@@ -462,17 +531,26 @@ mod tests {
         let tem = Param::new(dev.tensor_from_vec(rand_vec(9, frames * C), (frames, Const::<C>)), true);
         let r = rand_vec(10, N * L * C);
         for on_cls in [true, false] {
-        let g = weighted_sum(embed_tokens(p.leaky_trace(), &cls, &pos, Some(&tem), on_cls), &r).backward();
-        let loss = |pv: &[f64], cv: &[f64], sv: &[f64], tv: &[f64]| {
-            let mk1 = |v: &[f64]| Param::new(dev.tensor_from_vec(v.to_vec(), (Const::<C>,)), true);
-            let mk2 = |v: &[f64], rows| Param::new(dev.tensor_from_vec(v.to_vec(), (rows, Const::<C>)), true);
-            weighted_sum_value(&embed_tokens(dev.tensor_from_vec(pv.to_vec(), (N, L - 1, Const::<C>)), &mk1(cv), &mk2(sv, L), Some(&mk2(tv, frames)), on_cls), &r)
-        };
-        let (pv, cv, sv, tv) = (p.as_vec(), cls.to_vec(), pos.to_vec(), tem.to_vec());
-        assert_close("dpatches", &g.get(&p).as_vec(), &numeric_grad(&pv, |v| loss(v, &cv, &sv, &tv)));
-        assert_close("dclass", &g.get(&cls.value).as_vec(), &numeric_grad(&cv, |v| loss(&pv, v, &sv, &tv)));
-        assert_close("dpos", &g.get(&pos.value).as_vec(), &numeric_grad(&sv, |v| loss(&pv, &cv, v, &tv)));
-        assert_close("dtemporal", &g.get(&tem.value).as_vec(), &numeric_grad(&tv, |v| loss(&pv, &cv, &sv, v)));
+            let g = weighted_sum(embed_tokens(p.leaky_trace(), &cls, &pos, Some(&tem), on_cls), &r).backward();
+            let loss = |pv: &[f64], cv: &[f64], sv: &[f64], tv: &[f64]| {
+                let mk1 = |v: &[f64]| Param::new(dev.tensor_from_vec(v.to_vec(), (Const::<C>,)), true);
+                let mk2 = |v: &[f64], rows| Param::new(dev.tensor_from_vec(v.to_vec(), (rows, Const::<C>)), true);
+                weighted_sum_value(
+                    &embed_tokens(
+                        dev.tensor_from_vec(pv.to_vec(), (N, L - 1, Const::<C>)),
+                        &mk1(cv),
+                        &mk2(sv, L),
+                        Some(&mk2(tv, frames)),
+                        on_cls,
+                    ),
+                    &r,
+                )
+            };
+            let (pv, cv, sv, tv) = (p.as_vec(), cls.to_vec(), pos.to_vec(), tem.to_vec());
+            assert_close("dpatches", &g.get(&p).as_vec(), &numeric_grad(&pv, |v| loss(v, &cv, &sv, &tv)));
+            assert_close("dclass", &g.get(&cls.value).as_vec(), &numeric_grad(&cv, |v| loss(&pv, v, &sv, &tv)));
+            assert_close("dpos", &g.get(&pos.value).as_vec(), &numeric_grad(&sv, |v| loss(&pv, &cv, v, &tv)));
+            assert_close("dtemporal", &g.get(&tem.value).as_vec(), &numeric_grad(&tv, |v| loss(&pv, &cv, &sv, v)));
         }
     }
 
@@ -488,9 +566,17 @@ mod tests {
         let shifts = [Shift { start: 1, len: 1, dt: -1 }, Shift { start: 2, len: 2, dt: 1 }];
         let r = rand_vec(12, N * L * C);
         let g = weighted_sum(temporal_shift(x.leaky_trace(), frames, &shifts, false), &r).backward();
-        assert_close("shift", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&temporal_shift(from(v), frames, &shifts, false), &r)));
+        assert_close(
+            "shift",
+            &g.get(&x).as_vec(),
+            &numeric_grad(&xv, |v| weighted_sum_value(&temporal_shift(from(v), frames, &shifts, false), &r)),
+        );
         let g = weighted_sum(average_cls(x.leaky_trace(), frames), &r).backward();
-        assert_close("average_cls", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&average_cls(from(v), frames), &r)));
+        assert_close(
+            "average_cls",
+            &g.get(&x).as_vec(),
+            &numeric_grad(&xv, |v| weighted_sum_value(&average_cls(from(v), frames), &r)),
+        );
         // forward of average_cls: CLS of row 4 = mean of rows 3, 4, 5
         let y = average_cls(x.clone(), frames).as_vec();
         assert!((y[4 * L * C] - (xv[3 * L * C] + xv[4 * L * C] + xv[5 * L * C]) / 3.0).abs() < 1e-12);
@@ -498,7 +584,11 @@ mod tests {
         let p = Param::new(dev.tensor_from_vec(rand_vec(13, 3 * C), (3usize, Const::<C>)), true);
         let r2 = rand_vec(14, N * (L + 1) * C);
         let g = weighted_sum(set_prompts(x.leaky_trace(), 2, &p), &r2).backward();
-        assert_close("prompts dx", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| weighted_sum_value(&set_prompts(from(v), 2, &p), &r2)));
+        assert_close(
+            "prompts dx",
+            &g.get(&x).as_vec(),
+            &numeric_grad(&xv, |v| weighted_sum_value(&set_prompts(from(v), 2, &p), &r2)),
+        );
         let num_p = numeric_grad(&p.to_vec(), |v| {
             let mut q = p.clone();
             q.set(v);
@@ -523,7 +613,11 @@ mod tests {
                     let want = if tok > 0 || c >= nxt + prv {
                         xv[i]
                     } else if c < nxt {
-                        if t + 1 < frames { xv[((r + 1) * L) * C + c] } else { 0.0 }
+                        if t + 1 < frames {
+                            xv[((r + 1) * L) * C + c]
+                        } else {
+                            0.0
+                        }
                     } else if t > 0 {
                         xv[((r - 1) * L) * C + c]
                     } else {
@@ -535,7 +629,9 @@ mod tests {
         }
         let r = rand_vec(11, N * L * C);
         let g = weighted_sum(cls_shift(x.leaky_trace(), frames, nxt, prv), &r).backward();
-        let num = numeric_grad(&xv, |v| weighted_sum_value(&cls_shift(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), frames, nxt, prv), &r));
+        let num = numeric_grad(&xv, |v| {
+            weighted_sum_value(&cls_shift(dev.tensor_from_vec(v.to_vec(), (N, L, Const::<C>)), frames, nxt, prv), &r)
+        });
         assert_close("dx", &g.get(&x).as_vec(), &num);
     }
 }

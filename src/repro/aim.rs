@@ -18,7 +18,10 @@ fn aim(cfg: AimCfg, views: Views) -> Option<Ours> {
 }
 
 fn bench(clip: ClipCfg, arch: Arch, tuning: Tuning, classes: usize, views: Views) -> Option<Ours> {
-    Some(Ours { model: ModelCfg::Benchmark(BenchmarkCfg { clip, arch, tuning, num_classes: classes, frames: views.frames }), views })
+    Some(Ours {
+        model: ModelCfg::Benchmark(BenchmarkCfg { clip, arch, tuning, num_classes: classes, frames: views.frames }),
+        views,
+    })
 }
 
 const K400: Views = Views::new(8, 3, 1);
@@ -56,7 +59,11 @@ fn sota(binary: &'static str, file: &'static str, ours: fn(&Row) -> Option<Ours>
         binary,
         paper: "aim",
         file,
-        computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(Some("params"), "Param (M)", Quantity::TotalParams), computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable)],
+        computed: vec![
+            computed(Some("gflops"), "GFLOPs", Quantity::Gflops),
+            computed(Some("params"), "Param (M)", Quantity::TotalParams),
+            computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable),
+        ],
         results: vec!["top1", "top5"],
         published_only: vec![],
         ours,
@@ -179,7 +186,10 @@ pub fn table8_ratio() -> Spec {
         binary: "aim_table8_ratio",
         paper: "aim",
         file: "table8_ratio",
-        computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
+        computed: vec![
+            computed(Some("tunable_params"), "Tunable (M)", Quantity::Tunable),
+            computed(None, "GFLOPs 8×3×1", Quantity::Gflops),
+        ],
         results: vec!["top1"],
         published_only: vec![],
         ours: |r: &Row| {

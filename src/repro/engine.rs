@@ -30,7 +30,12 @@ impl Quantity {
             Quantity::TotalParams => b.params() as f64 / 1e6,
             Quantity::Tunable => b.trainable() as f64 / 1e6,
             Quantity::TunableNoHead => {
-                let head: u64 = b.lines.iter().filter(|l| l.keys.iter().any(|k| k == "fc" || k == "cls_head.fc_cls.")).map(|l| l.trainable).sum();
+                let head: u64 = b
+                    .lines
+                    .iter()
+                    .filter(|l| l.keys.iter().any(|k| k == "fc" || k == "cls_head.fc_cls."))
+                    .map(|l| l.trainable)
+                    .sum();
                 (b.trainable() - head) as f64 / 1e6
             }
             Quantity::Gflops => b.gflops(views),
@@ -166,7 +171,11 @@ pub fn matches(ours: f64, published: f64, min_decimals: usize) -> bool {
 // ANCHOR_END: marks
 
 fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 { format!("{v:.1}") } else { format!("{v:.2}") }
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn cell_text(c: Option<&Cell>) -> String {
@@ -199,7 +208,9 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
     }
     for c in &spec.computed {
         match c.published {
-            Some(_) => header.extend([format!("{} pub", c.label), format!("{} ours", c.label), "Δ".into(), "mark".into()]),
+            Some(_) => {
+                header.extend([format!("{} pub", c.label), format!("{} ours", c.label), "Δ".into(), "mark".into()])
+            }
             None => header.push(format!("{} ours", c.label)),
         }
     }
@@ -261,7 +272,13 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
         }
         for r in &spec.results {
             cells.push(cell_text(row.cells.get(*r)));
-            cells.push(results.as_ref().and_then(|res| res.rows.get(&row.id)).and_then(|m| m.get(*r)).map_or("—".into(), |v| format!("{v:.1}")));
+            cells.push(
+                results
+                    .as_ref()
+                    .and_then(|res| res.rows.get(&row.id))
+                    .and_then(|m| m.get(*r))
+                    .map_or("—".into(), |v| format!("{v:.1}")),
+            );
         }
         for r in &spec.published_only {
             cells.push(cell_text(row.cells.get(*r)));
@@ -270,7 +287,16 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
     }
     let mut notes: Vec<(String, String)> = cited
         .iter()
-        .map(|id| (id.clone(), table.note(id).map_or("NO EXPLANATION RECORDED (a bug: every ✗ needs a note in the fixture)".into(), |n| n.text.clone())))
+        .map(|id| {
+            (
+                id.clone(),
+                table
+                    .note(id)
+                    .map_or("NO EXPLANATION RECORDED (a bug: every ✗ needs a note in the fixture)".into(), |n| {
+                        n.text.clone()
+                    }),
+            )
+        })
         .collect();
     if !spec.results.is_empty() {
         let text = match &results {
@@ -300,7 +326,9 @@ impl Report {
             Format::Text => self.text(),
             Format::Markdown => self.markdown(),
             Format::Csv => self.csv(),
-            Format::Ron => ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::new()).expect("reports serialise") + "\n",
+            Format::Ron => {
+                ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::new()).expect("reports serialise") + "\n"
+            }
         }
     }
 
@@ -333,7 +361,11 @@ impl Report {
             groups.push(g);
             subs.push(sub);
         }
-        let mut width: Vec<usize> = (0..n).map(|j| cells.iter().skip(1).map(|r| r[j].chars().count()).chain([subs[j].chars().count()]).max().unwrap_or(0)).collect();
+        let mut width: Vec<usize> = (0..n)
+            .map(|j| {
+                cells.iter().skip(1).map(|r| r[j].chars().count()).chain([subs[j].chars().count()]).max().unwrap_or(0)
+            })
+            .collect();
         // the spans (first, last column) of the group labels
         let mut spans = Vec::new();
         let mut j = 0;
@@ -356,7 +388,11 @@ impl Report {
         let line = |parts: Vec<String>| parts.join("  ").trim_end().to_string();
         let pad = |c: &str, w: usize, left: bool| {
             let p = w.saturating_sub(c.chars().count());
-            if left { format!("{c}{}", " ".repeat(p)) } else { format!("{}{c}", " ".repeat(p)) }
+            if left {
+                format!("{c}{}", " ".repeat(p))
+            } else {
+                format!("{}{c}", " ".repeat(p))
+            }
         };
         let mut s = String::new();
         for l in wrap(&self.title, 100) {
@@ -367,7 +403,10 @@ impl Report {
         }
         writeln!(s).unwrap();
         // group line
-        let g: Vec<String> = spans.iter().map(|&(j, k)| pad(&groups[j], width[j..=k].iter().sum::<usize>() + 2 * (k - j), true)).collect();
+        let g: Vec<String> = spans
+            .iter()
+            .map(|&(j, k)| pad(&groups[j], width[j..=k].iter().sum::<usize>() + 2 * (k - j), true))
+            .collect();
         writeln!(s, "{}", line(g)).unwrap();
         writeln!(s, "{}", line((0..n).map(|j| pad(&subs[j], width[j], j == 0)).collect())).unwrap();
         writeln!(s, "{}", "-".repeat(width.iter().sum::<usize>() + 2 * (n - 1))).unwrap();
@@ -395,7 +434,12 @@ impl Report {
         let esc = |c: &str| c.replace('|', "\\|");
         let mut s = format!("### {}\n\n*Source: {}.*\n\n", esc(&self.title), esc(&self.source));
         writeln!(s, "| {} |", cells[0].iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")).unwrap();
-        writeln!(s, "|{}|", cells[0].iter().enumerate().map(|(j, _)| if j == 0 { "---" } else { "---:" }).collect::<Vec<_>>().join("|")).unwrap();
+        writeln!(
+            s,
+            "|{}|",
+            cells[0].iter().enumerate().map(|(j, _)| if j == 0 { "---" } else { "---:" }).collect::<Vec<_>>().join("|")
+        )
+        .unwrap();
         let mut group: Option<&String> = None;
         for (i, line) in cells.iter().enumerate().skip(1) {
             let g = self.rows[i - 1].group.as_ref();
@@ -413,7 +457,13 @@ impl Report {
     }
 
     fn csv(&self) -> String {
-        let q = |c: &str| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.to_string() };
+        let q = |c: &str| {
+            if c.contains([',', '"', '\n']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.to_string()
+            }
+        };
         let mut s = String::new();
         let mut header = vec!["id".to_string(), "group".to_string()];
         header.extend(self.header.iter().cloned());

@@ -45,7 +45,12 @@ const INFER_BATCH: usize = 4;
 fn peak_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
@@ -74,9 +79,18 @@ pub fn child_entry() -> bool {
         let (kind, binary, row, reps) = {
             let p: Vec<&str> = spec.split('|').collect();
             anyhow::ensure!(p.len() == 4, "bad {ENV}={spec}");
-            (serde_json::from_str::<Measure>(&format!("\"{}\"", p[0]))?, p[1].to_string(), p[2].to_string(), p[3].parse::<usize>()?)
+            (
+                serde_json::from_str::<Measure>(&format!("\"{}\"", p[0]))?,
+                p[1].to_string(),
+                p[2].to_string(),
+                p[3].parse::<usize>()?,
+            )
         };
-        let runner = super::all().into_iter().find(|(n, _)| *n == binary).map(|(_, r)| r).ok_or_else(|| anyhow::anyhow!("no table {binary}"))?;
+        let runner = super::all()
+            .into_iter()
+            .find(|(n, _)| *n == binary)
+            .map(|(_, r)| r)
+            .ok_or_else(|| anyhow::anyhow!("no table {binary}"))?;
         let super::Runner::Spec(spec, _) = runner else { anyhow::bail!("{binary} has no rows to measure") };
         let spec = spec();
         let table = super::published::load(spec.paper, spec.file)?;
@@ -95,7 +109,8 @@ pub fn child_entry() -> bool {
 }
 
 fn video(batch: usize, frames: usize, res: usize) -> Video<f32, Cpu> {
-    let v: Vec<f32> = Init::seeded(5).normal(batch * 3 * frames * res * res, 1.0).into_iter().map(|x| x as f32).collect();
+    let v: Vec<f32> =
+        Init::seeded(5).normal(batch * 3 * frames * res * res, 1.0).into_iter().map(|x| x as f32).collect();
     Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
 }
 
@@ -122,16 +137,24 @@ fn measure_one(kind: Measure, cfg: &crate::models::ModelCfg, reps: usize) -> any
             let one = video(1, frames, res);
             let batch = video(INFER_BATCH, frames, res);
             model.logits(&one, &mut Ctx::eval()); // warm-up
-            let lat = median((0..reps).map(|_| {
-                let t = Instant::now();
-                model.logits(&one, &mut Ctx::eval());
-                t.elapsed().as_secs_f64()
-            }).collect());
-            let thr = median((0..reps.max(1)).map(|_| {
-                let t = Instant::now();
-                model.logits(&batch, &mut Ctx::eval());
-                INFER_BATCH as f64 / t.elapsed().as_secs_f64()
-            }).collect());
+            let lat = median(
+                (0..reps)
+                    .map(|_| {
+                        let t = Instant::now();
+                        model.logits(&one, &mut Ctx::eval());
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect(),
+            );
+            let thr = median(
+                (0..reps.max(1))
+                    .map(|_| {
+                        let t = Instant::now();
+                        model.logits(&batch, &mut Ctx::eval());
+                        INFER_BATCH as f64 / t.elapsed().as_secs_f64()
+                    })
+                    .collect(),
+            );
             Ok(Measured { seconds: lat, throughput: Some(thr), peak_mb: peak_mb(), reps })
         }
     }
@@ -150,11 +173,16 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
                 continue;
             }
             eprintln!("round {}/{}: {} ({kind:?})…", round + 1, reps.max(1), row.label);
-            let out = Command::new(&exe).env(ENV, format!("{}|{}|{}|1", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id)).output()?;
+            let out = Command::new(&exe)
+                .env(ENV, format!("{}|{}|{}|1", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id))
+                .output()?;
             if !out.status.success() {
                 anyhow::bail!("measuring row {}: {}", row.id, String::from_utf8_lossy(&out.stderr));
             }
-            let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("VA_RESULT ").map(str::to_string)).ok_or_else(|| anyhow::anyhow!("no result for row {}", row.id))?;
+            let line = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("VA_RESULT ").map(str::to_string))
+                .ok_or_else(|| anyhow::anyhow!("no result for row {}", row.id))?;
             samples[i].push(serde_json::from_str(&line)?);
         }
     }
@@ -187,7 +215,11 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
     };
     let label = &table.rows[ref_i].label;
     // training only: the counted weight and optimizer state of each row, and what the peak adds to it
-    let state: Vec<Option<f64>> = table.rows.iter().map(|r| (spec.ours)(r).map(|o| o.model.breakdown()).map(|b| training_state_mib(b.params(), b.trainable()))).collect();
+    let state: Vec<Option<f64>> = table
+        .rows
+        .iter()
+        .map(|r| (spec.ours)(r).map(|o| o.model.breakdown()).map(|b| training_state_mib(b.params(), b.trainable())))
+        .collect();
     let rest = |i: usize| Some(measured[i].as_ref()?.peak_mb - state[i]?);
     match kind {
         Measure::Training => rep.header.extend([
@@ -234,8 +266,20 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
                 ratio(m.throughput, reference.throughput),
                 pub_mem,
             ]),
-            (Measure::Training, None) => row.cells.extend(["".into(), "".into(), pub_time, "".into(), "".into(), pub_mem, "".into(), "".into(), "".into()]),
-            (Measure::Inference, None) => row.cells.extend(["".into(), "".into(), pub_time, "".into(), "".into(), pub_mem]),
+            (Measure::Training, None) => row.cells.extend([
+                "".into(),
+                "".into(),
+                pub_time,
+                "".into(),
+                "".into(),
+                pub_mem,
+                "".into(),
+                "".into(),
+                "".into(),
+            ]),
+            (Measure::Inference, None) => {
+                row.cells.extend(["".into(), "".into(), pub_time, "".into(), "".into(), pub_mem])
+            }
         }
     }
     rep.notes.push((

@@ -67,7 +67,11 @@ pub fn counts_report(runner: Runner) -> anyhow::Result<Report> {
 
 /// The `main` of the reproduction binary `name` (one of [`all`]).
 pub fn run(name: &str) {
-    let runner = all().into_iter().find(|(n, _)| *n == name).map(|(_, r)| r).unwrap_or_else(|| panic!("no reproduction named {name}"));
+    let runner = all()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no reproduction named {name}"));
     main(runner)
 }
 
@@ -118,7 +122,11 @@ pub fn discrepancies_markdown() -> anyhow::Result<String> {
                 if let Some(id) = c.strip_prefix("✗ ") {
                     // the quantity is the header 3 columns to the left (pub), see engine::report
                     let col = &rep.header[j + 1 - 3];
-                    cells.push((id.to_string(), row.label.clone(), format!("{} {} vs ours {}", col, row.cells[j - 3], row.cells[j - 2])));
+                    cells.push((
+                        id.to_string(),
+                        row.label.clone(),
+                        format!("{} {} vs ours {}", col, row.cells[j - 3], row.cells[j - 2]),
+                    ));
                 }
             }
         }

@@ -82,7 +82,11 @@ fn ablation(binary: &'static str, file: &'static str, ours: fn(&Row) -> Option<O
         binary,
         paper: "mst_adapter",
         file,
-        computed: vec![computed(Some("tunable_params"), "Tunable (M)", Quantity::TunableNoHead), computed(None, "with fc (M)", Quantity::Tunable), computed(None, "GFLOPs 8×3×1", Quantity::Gflops)],
+        computed: vec![
+            computed(Some("tunable_params"), "Tunable (M)", Quantity::TunableNoHead),
+            computed(None, "with fc (M)", Quantity::Tunable),
+            computed(None, "GFLOPs 8×3×1", Quantity::Gflops),
+        ],
         results: vec!["ssv2_top1", "k400_top1"],
         published_only: vec![],
         ours,

@@ -101,7 +101,9 @@ impl Published {
     }
     /// The note explaining a discrepancy in (row, column), if any.
     pub fn explanation(&self, row: &str, column: &str) -> Option<&Note> {
-        self.notes.iter().find(|n| n.columns.iter().any(|c| c == column) && (n.rows.is_empty() || n.rows.iter().any(|r| r == row)))
+        self.notes
+            .iter()
+            .find(|n| n.columns.iter().any(|c| c == column) && (n.rows.is_empty() || n.rows.iter().any(|r| r == row)))
     }
 
     /// Reads and checks a table: unique row ids, cells only in declared columns, notes pointing to

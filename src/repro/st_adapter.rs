@@ -18,11 +18,17 @@ fn st(cfg: StAdapterCfg, views: Views) -> Option<Ours> {
 }
 
 fn baseline(clip: ClipCfg, classes: usize, views: Views) -> Option<Ours> {
-    Some(Ours { model: ModelCfg::ClipBaseline(BaselineCfg { clip, num_classes: classes, frames: views.frames }), views })
+    Some(Ours {
+        model: ModelCfg::ClipBaseline(BaselineCfg { clip, num_classes: classes, frames: views.frames }),
+        views,
+    })
 }
 
 fn bench(clip: ClipCfg, arch: Arch, tuning: Tuning, classes: usize, views: Views) -> Option<Ours> {
-    Some(Ours { model: ModelCfg::Benchmark(BenchmarkCfg { clip, arch, tuning, num_classes: classes, frames: views.frames }), views })
+    Some(Ours {
+        model: ModelCfg::Benchmark(BenchmarkCfg { clip, arch, tuning, num_classes: classes, frames: views.frames }),
+        views,
+    })
 }
 
 const V8X3: Views = Views::new(8, 3, 1);
@@ -68,7 +74,11 @@ pub fn table2_k400() -> Spec {
         binary: "st_table2_k400",
         paper: "st_adapter",
         file: "table2_k400",
-        computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
+        computed: vec![
+            computed(Some("gflops"), "GFLOPs", Quantity::Gflops),
+            computed(None, "params (M)", Quantity::TotalParams),
+            computed(None, "tunable (M)", Quantity::Tunable),
+        ],
         results: vec!["top1", "top5"],
         published_only: vec![],
         ours: |r: &Row| {
@@ -81,7 +91,10 @@ pub fn table2_k400() -> Spec {
                 _ => None,
             }
         },
-        remarks: vec!["\"w/o ST-Adapter\" rows are the frame-wise CLIP model (its GFLOPs do not depend on what is trained).".into()],
+        remarks: vec![
+            "\"w/o ST-Adapter\" rows are the frame-wise CLIP model (its GFLOPs do not depend on what is trained)."
+                .into(),
+        ],
     }
 }
 
@@ -91,7 +104,11 @@ pub fn table3_ssv2() -> Spec {
         binary: "st_table3_ssv2",
         paper: "st_adapter",
         file: "table3_ssv2",
-        computed: vec![computed(Some("gflops"), "GFLOPs", Quantity::Gflops), computed(None, "params (M)", Quantity::TotalParams), computed(None, "tunable (M)", Quantity::Tunable)],
+        computed: vec![
+            computed(Some("gflops"), "GFLOPs", Quantity::Gflops),
+            computed(None, "params (M)", Quantity::TotalParams),
+            computed(None, "tunable (M)", Quantity::Tunable),
+        ],
         results: vec!["top1", "top5"],
         published_only: vec![],
         ours: |r: &Row| {
@@ -101,7 +118,9 @@ pub fn table3_ssv2() -> Spec {
                 "vit_l_no_adapter" => baseline(ClipCfg::vit_l14(), 174, v),
                 // 2 adapters per block for ViT-B (caption, Table 8), 1 for ViT-L (Table 8)
                 id if id.starts_with("st_vit_b16_") => st(StAdapterCfg::vit_b16_24x384(), v),
-                id if id.starts_with("st_vit_l_") => st(StAdapterCfg { num_classes: 174, ..StAdapterCfg::vit_l14_24x384() }, v),
+                id if id.starts_with("st_vit_l_") => {
+                    st(StAdapterCfg { num_classes: 174, ..StAdapterCfg::vit_l14_24x384() }, v)
+                }
                 _ => None,
             }
         },
@@ -203,7 +222,10 @@ pub fn table7_kernel() -> Spec {
             };
             st(StAdapterCfg { kernel: k, ..ablation() }, V8X3)
         },
-        remarks: vec!["Computed from the ablation default (one adapter of width 384 before MHSA per block), 400-way classifier.".into()],
+        remarks: vec![
+            "Computed from the ablation default (one adapter of width 384 before MHSA per block), 400-way classifier."
+                .into(),
+        ],
     }
 }
 
@@ -232,7 +254,16 @@ pub fn table9_foundation_models() -> Spec {
 
 /// Table 10: Swin-B (not implemented: reference rows).
 pub fn table10_swin() -> Spec {
-    Spec { binary: "st_table10_swin", paper: "st_adapter", file: "table10_swin", computed: vec![], results: vec!["k400", "ssv2"], published_only: vec![], ours: |_| None, remarks: vec!["The kit implements ViT backbones only: Swin rows are reference rows.".into()] }
+    Spec {
+        binary: "st_table10_swin",
+        paper: "st_adapter",
+        file: "table10_swin",
+        computed: vec![],
+        results: vec!["k400", "ssv2"],
+        published_only: vec![],
+        ours: |_| None,
+        remarks: vec!["The kit implements ViT backbones only: Swin rows are reference rows.".into()],
+    }
 }
 
 /// Table 11: inference speed; total parameters computed, latency and throughput measured here.
@@ -296,7 +327,9 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
             "num_adapters_per_block" => (m.num_adapters() / m.clip.layers).to_string(),
             "bottleneck_width" => m.adapter_width.to_string(),
             "kernel_shape" => format!("{} × {} × {} (kT × kH × kW)", m.kernel.t, m.kernel.h, m.kernel.w),
-            "optimizer" => format!("AdamW, learning rate={:e}, weight decay={:e}", r.optimizer.lr, r.optimizer.weight_decay),
+            "optimizer" => {
+                format!("AdamW, learning rate={:e}, weight decay={:e}", r.optimizer.lr, r.optimizer.weight_decay)
+            }
             "batch_size" => r.batch_size.to_string(),
             "training_steps" => format!("{}k", r.steps / 1000),
             "training_resize" => match r.resize {
@@ -305,7 +338,11 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
             },
             "crop_size" => r.crop.to_string(),
             "frame_sampling_rate" => match &r.sampling {
-                Sampling::Stride { by_frames } => by_frames.iter().map(|(f, s)| format!("{s} (for {f} frames per view)")).collect::<Vec<_>>().join(" "),
+                Sampling::Stride { by_frames } => by_frames
+                    .iter()
+                    .map(|(f, s)| format!("{s} (for {f} frames per view)"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 Sampling::Uniform => "dynamic, evenly covering the whole video".into(),
             },
             "mirror" => mark(r.mirror),
@@ -332,7 +369,11 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
             };
             let o = ours(&row.id, m, r);
             let ok = norm(&published) == norm(&o);
-            if ok { marks.0 += 1 } else { marks.1 += 1 }
+            if ok {
+                marks.0 += 1
+            } else {
+                marks.1 += 1
+            }
             cells.extend([published, o, if ok { "✓".into() } else { "✗ ?".into() }]);
         }
         rows.push(OutRow { id: row.id.clone(), label: row.label.clone(), group: None, cells });
