@@ -81,10 +81,10 @@ impl<E: Real> AdamW<E> {
                 let inv_bc2 = E::of(1.0 / bc2);
                 let mut w = p.to_vec();
                 for i in 0..w.len() {
-                    w[i] = w[i] * decay;
+                    w[i] *= decay;
                     m[i] = b1 * m[i] + (E::one() - b1) * g[i];
                     v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
-                    w[i] = w[i] - step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
+                    w[i] -= step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
                 }
                 p.set(&w);
             }

@@ -105,7 +105,7 @@ impl<'v, E: Real, D: KitDevice<E>, V: Visitor<E, D>> Walk<E, D> for Walker<'v, V
         self.visitor.param(&join(&self.prefix, name), p);
     }
     fn module<M: Params<E, D>>(&mut self, name: &str, m: &M) {
-        let outer = std::mem::replace(&mut self.prefix, String::new());
+        let outer = std::mem::take(&mut self.prefix);
         self.prefix = join(&outer, name);
         m.walk(self);
         self.prefix = outer;
@@ -117,7 +117,7 @@ impl<'v, E: Real, D: KitDevice<E>, V: VisitorMut<E, D>> WalkMut<E, D> for Walker
         self.visitor.param(&join(&self.prefix, name), p);
     }
     fn module<M: Params<E, D>>(&mut self, name: &str, m: &mut M) {
-        let outer = std::mem::replace(&mut self.prefix, String::new());
+        let outer = std::mem::take(&mut self.prefix);
         self.prefix = join(&outer, name);
         m.walk_mut(self);
         self.prefix = outer;

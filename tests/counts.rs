@@ -110,7 +110,7 @@ fn vit_l14_costs_1946_gflops_at_8x3x1() {
     let b = baseline(ClipCfg::vit_l14()).breakdown();
     assert_eq!(b.macs_per_view(), 648_612_082_688);
     let g = b.gflops(Views::new(8, 3, 1));
-    assert!((g - 1945.836_248_064).abs() < 1e-6, "{g}");
+    assert!((g - 1_945.836_248_064).abs() < 1e-6, "{g}");
     insta::assert_snapshot!(
         "vit_l14_gflops_8x3x1",
         format!("{g:.3} GFLOPs (fvcore multiply-adds), {:.3} true GFLOPs", b.true_gflops(Views::new(8, 3, 1)))

@@ -139,16 +139,16 @@ impl BenchmarkCfg {
 
     /// Checks that the protocol applies to the architecture, as in ST-Adapter Table 1.
     pub fn validate(&self) -> Result<(), String> {
-        let ok = match (self.arch, self.tuning) {
-            (_, Tuning::Full) => true,
-            (Arch::Sa | Arch::SaTa, Tuning::Partial) => true,
-            (Arch::SaTa, Tuning::Temporal) => true,
-            (
-                Arch::Sa,
-                Tuning::Prompt { .. } | Tuning::AttentionalPooling | Tuning::LinearProbe | Tuning::Adapter { .. },
-            ) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (self.arch, self.tuning),
+            (_, Tuning::Full)
+                | (Arch::Sa | Arch::SaTa, Tuning::Partial)
+                | (Arch::SaTa, Tuning::Temporal)
+                | (
+                    Arch::Sa,
+                    Tuning::Prompt { .. } | Tuning::AttentionalPooling | Tuning::LinearProbe | Tuning::Adapter { .. },
+                )
+        );
         if ok {
             Ok(())
         } else {

@@ -119,13 +119,13 @@ impl ClipCfg {
 
     /// Checks the arithmetic the encoder relies on; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || self.input_resolution % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.input_resolution.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "input_resolution {} is not a multiple of patch_size {}",
                 self.input_resolution, self.patch_size
             ));
         }
-        if self.heads == 0 || self.width % self.heads != 0 {
+        if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return Err(format!("width {} is not a multiple of heads {}", self.width, self.heads));
         }
         if self.layers == 0 {

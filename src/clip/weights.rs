@@ -244,8 +244,11 @@ pub fn write_safetensors(
     Ok(())
 }
 
+/// Tensors by key, each as (shape, row-major values).
+pub type TensorMap = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
 /// Reads every f16/bf16/f32/f64 tensor of a safetensors file as f64 (for inputs and fixtures).
-pub fn read_all(path: &Path) -> anyhow::Result<BTreeMap<String, (Vec<usize>, Vec<f64>)>> {
+pub fn read_all(path: &Path) -> anyhow::Result<TensorMap> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)

@@ -31,7 +31,7 @@ where
                     .with_min_len(CHUNK)
                     .zip(gy.par_iter())
                     .zip(xv.par_iter())
-                    .for_each(|((g, &d), &v)| *g = *g + d * df(v))
+                    .for_each(|((g, &d), &v)| *g += d * df(v))
             })
         });
     }
@@ -78,12 +78,10 @@ mod tests {
     use super::*;
     use crate::ops::gradcheck::*;
 
-    fn check(
-        op: fn(
-            Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
-        ) -> Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
-        op0: fn(Tensor<(usize, usize), f64, Cpu>) -> Tensor<(usize, usize), f64, Cpu>,
-    ) {
+    type Traced = Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>;
+    type Plain = Tensor<(usize, usize), f64, Cpu>;
+
+    fn check(op: fn(Traced) -> Traced, op0: fn(Plain) -> Plain) {
         let dev = Cpu::default();
         let xv: Vec<f64> = rand_vec(1, 40).iter().map(|v| 4.0 * v).collect();
         let x = dev.tensor_from_vec(xv.clone(), (5usize, 8usize));

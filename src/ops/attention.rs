@@ -44,7 +44,7 @@ impl Layout {
             SeqAxis::Tokens => Self { seqs: rows, len: l, l, frames: 1, temporal: false },
             SeqAxis::Frames { frames } => {
                 assert!(
-                    frames > 0 && rows % frames == 0,
+                    frames > 0 && rows.is_multiple_of(frames),
                     "temporal attention: {rows} frame rows is not a multiple of T = {frames}"
                 );
                 Self { seqs: rows / frames * l, len: frames, l, frames, temporal: true }
@@ -79,7 +79,7 @@ where
     let (n, l, c3) = *qkv.shape();
     let c = width.size();
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
-    assert!(heads > 0 && c % heads == 0, "attention: {heads} heads do not divide width {c}");
+    assert!(heads > 0 && c.is_multiple_of(heads), "attention: {heads} heads do not divide width {c}");
     let dh = c / heads;
     let scale = E::one() / E::of(dh as f64).sqrt();
     let lay = Layout::new(n, l, axis);
@@ -172,10 +172,10 @@ fn softmax_rows<E: Real>(p: &mut [E], len: usize, scale: E) {
         let mut sum = E::zero();
         for v in row.iter_mut() {
             *v = (*v * scale - max).exp();
-            sum = sum + *v;
+            sum += *v;
         }
         let inv = E::one() / sum;
-        row.iter_mut().for_each(|v| *v = *v * inv);
+        row.iter_mut().for_each(|v| *v *= inv);
     }
 }
 

@@ -157,7 +157,7 @@ where
                             let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
                             let wr = &w_tc[tap * ch..][..ch];
                             for c in 0..ch {
-                                yr[c] = yr[c] + wr[c] * xr[c];
+                                yr[c] += wr[c] * xr[c];
                             }
                         }
                     }
@@ -190,7 +190,7 @@ where
                                     let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
                                     let wr = &w_tc[tap * ch..][..ch];
                                     for c in 0..ch {
-                                        gr[c] = gr[c] + wr[c] * gyr[c];
+                                        gr[c] += wr[c] * gyr[c];
                                     }
                                 }
                             }
@@ -214,7 +214,7 @@ where
                                             let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
                                             let ar = &mut acc[tap * ch..][..ch];
                                             for c in 0..ch {
-                                                ar[c] = ar[c] + gyr[c] * xr[c];
+                                                ar[c] += gyr[c] * xr[c];
                                             }
                                         }
                                     }
@@ -225,7 +225,7 @@ where
                     )
                     .reduce(|| vec![E::zero(); taps * ch], add_vecs);
                 let acc = transpose(&acc, taps, ch); // back to (ch, taps)
-                dev.update(grads.get_or_alloc_mut(dw)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u = *u + *v))?;
+                dev.update(grads.get_or_alloc_mut(dw)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
             }
             if let Some(db) = &db {
                 let sums = gy
@@ -233,12 +233,12 @@ where
                     .fold(
                         || vec![E::zero(); ch],
                         |mut a, r| {
-                            a.iter_mut().zip(r).for_each(|(u, v)| *u = *u + *v);
+                            a.iter_mut().zip(r).for_each(|(u, v)| *u += *v);
                             a
                         },
                     )
                     .reduce(|| vec![E::zero(); ch], add_vecs);
-                dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u = *u + *v))?;
+                dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
             }
             Ok(())
         });
@@ -247,7 +247,7 @@ where
 }
 
 fn add_vecs<E: Real>(mut a: Vec<E>, b: Vec<E>) -> Vec<E> {
-    a.iter_mut().zip(&b).for_each(|(u, v)| *u = *u + *v);
+    a.iter_mut().zip(&b).for_each(|(u, v)| *u += *v);
     a
 }
 

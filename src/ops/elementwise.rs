@@ -31,8 +31,7 @@ where
         let (ag, bg, yg) = (a.ghost(), b.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
-            let acc =
-                |g: &mut [E]| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v);
+            let acc = |g: &mut [E]| g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u += *v);
             dev.update(grads.get_or_alloc_mut(&ag)?, acc)?;
             dev.update(grads.get_or_alloc_mut(&bg)?, acc)
         });
@@ -74,7 +73,7 @@ where
     let mut y = host(&base);
     let values: Vec<Vec<E>> = kept.iter().map(|t| host(t)).collect();
     for (tv, wi) in values.iter().zip(&w) {
-        y.par_iter_mut().with_min_len(CHUNK).zip(tv.par_iter()).for_each(|(a, b)| *a = *a + *wi * *b);
+        y.par_iter_mut().with_min_len(CHUNK).zip(tv.par_iter()).for_each(|(a, b)| *a += *wi * *b);
     }
     let y = tensor(&dev, y, shape);
     if T::OWNS_TAPE {
@@ -88,17 +87,17 @@ where
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&bg)?, |g| {
-                g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *v)
+                g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u += *v)
             })?;
             for (tg, wi) in term_ghosts.iter().zip(&w) {
                 dev.update(grads.get_or_alloc_mut(tg)?, |g| {
-                    g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u = *u + *wi * *v)
+                    g.par_iter_mut().with_min_len(CHUNK).zip(gy.par_iter()).for_each(|(u, v)| *u += *wi * *v)
                 })?;
             }
             if let (Some(wp), Some(values)) = (&w_param, &values) {
                 let dw: Vec<E> =
                     values.iter().map(|tv| tv.par_iter().zip(gy.par_iter()).map(|(a, b)| *a * *b).sum()).collect();
-                dev.update(grads.get_or_alloc_mut(wp)?, |g| g.iter_mut().zip(&dw).for_each(|(u, v)| *u = *u + *v))?;
+                dev.update(grads.get_or_alloc_mut(wp)?, |g| g.iter_mut().zip(&dw).for_each(|(u, v)| *u += *v))?;
             }
             Ok(())
         });
@@ -145,7 +144,7 @@ pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let mut y = host(&x);
-    y.par_chunks_mut(block.max(1)).zip(factors.par_iter()).for_each(|(r, f)| r.iter_mut().for_each(|v| *v = *v * *f));
+    y.par_chunks_mut(block.max(1)).zip(factors.par_iter()).for_each(|(r, f)| r.iter_mut().for_each(|v| *v *= *f));
     let y = tensor(&dev, y, shape);
     if T::OWNS_TAPE {
         let (xg, yg) = (x.ghost(), y.ghost());
@@ -155,7 +154,7 @@ pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
                 gx.par_chunks_mut(block.max(1))
                     .zip(gy.par_chunks(block.max(1)))
                     .zip(factors.par_iter())
-                    .for_each(|((a, b), f)| a.iter_mut().zip(b).for_each(|(u, v)| *u = *u + *v * *f))
+                    .for_each(|((a, b), f)| a.iter_mut().zip(b).for_each(|(u, v)| *u += *v * *f))
             })
         });
     }
@@ -177,7 +176,7 @@ pub fn mean_over_frames<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     let xv = host(&x);
     let mut y = vec![E::zero(); b * c];
     for (r, row) in xv.chunks_exact(c).enumerate() {
-        y[(r / frames) * c..(r / frames + 1) * c].iter_mut().zip(row).for_each(|(u, v)| *u = *u + *v * inv);
+        y[(r / frames) * c..(r / frames + 1) * c].iter_mut().zip(row).for_each(|(u, v)| *u += *v * inv);
     }
     let y = tensor(&dev, y, (b, xd));
     if T::OWNS_TAPE {
@@ -186,9 +185,7 @@ pub fn mean_over_frames<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
                 for (r, row) in gx.chunks_exact_mut(c).enumerate() {
-                    row.iter_mut()
-                        .zip(&gy[(r / frames) * c..(r / frames + 1) * c])
-                        .for_each(|(u, v)| *u = *u + *v * inv);
+                    row.iter_mut().zip(&gy[(r / frames) * c..(r / frames + 1) * c]).for_each(|(u, v)| *u += *v * inv);
                 }
             })
         });

@@ -86,13 +86,13 @@ where
                         let (mut mg, mut mgx) = (E::zero(), E::zero());
                         for i in 0..c {
                             let g = gyr[i] * gam[i];
-                            mg = mg + g;
-                            mgx = mgx + g * xh[i];
+                            mg += g;
+                            mgx += g * xh[i];
                         }
-                        mg = mg * inv_c;
-                        mgx = mgx * inv_c;
+                        mg *= inv_c;
+                        mgx *= inv_c;
                         for i in 0..c {
-                            gxr[i] = gxr[i] + (gyr[i] * gam[i] - mg - xh[i] * mgx) * rs;
+                            gxr[i] += (gyr[i] * gam[i] - mg - xh[i] * mgx) * rs;
                         }
                     },
                 )
@@ -105,8 +105,8 @@ where
                         || (vec![E::zero(); c], vec![E::zero(); c]),
                         |(mut dg, mut db), (gyr, xh)| {
                             for i in 0..c {
-                                dg[i] = dg[i] + gyr[i] * xh[i];
-                                db[i] = db[i] + gyr[i];
+                                dg[i] += gyr[i] * xh[i];
+                                db[i] += gyr[i];
                             }
                             (dg, db)
                         },
@@ -114,16 +114,16 @@ where
                     .reduce(
                         || (vec![E::zero(); c], vec![E::zero(); c]),
                         |(mut a, mut b), (c2, d2)| {
-                            a.iter_mut().zip(&c2).for_each(|(u, v)| *u = *u + *v);
-                            b.iter_mut().zip(&d2).for_each(|(u, v)| *u = *u + *v);
+                            a.iter_mut().zip(&c2).for_each(|(u, v)| *u += *v);
+                            b.iter_mut().zip(&d2).for_each(|(u, v)| *u += *v);
                             (a, b)
                         },
                     );
                 if let Some(t) = &dgamma {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&dg).for_each(|(u, v)| *u = *u + *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&dg).for_each(|(u, v)| *u += *v))?;
                 }
                 if let Some(t) = &dbeta {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&db).for_each(|(u, v)| *u = *u + *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&db).for_each(|(u, v)| *u += *v))?;
                 }
             }
             Ok(())

@@ -70,7 +70,7 @@ where
     T: Tape<E, D>,
 {
     let want_dw = weight.trainable;
-    let want_db = bias.map_or(false, |b| b.trainable);
+    let want_db = bias.is_some_and(|b| b.trainable);
     linear_impl(x, &weight.value, bias.map(|b| &b.value), want_dw, want_db)
 }
 

@@ -36,7 +36,7 @@ pub fn cross_entropy<X: Dim, E: Real, D: KitDevice<E>>(
     let (zg, lg) = (z.ghost(), loss.ghost());
     tape.add_backward_op(move |grads| {
         let gl = dev.take(grads.get_or_alloc_mut(&lg)?)[0];
-        dev.update(grads.get_or_alloc_mut(&zg)?, |gz| gz.iter_mut().zip(&grad).for_each(|(u, v)| *u = *u + *v * gl))
+        dev.update(grads.get_or_alloc_mut(&zg)?, |gz| gz.iter_mut().zip(&grad).for_each(|(u, v)| *u += *v * gl))
     });
     loss.put_tape(tape)
 }

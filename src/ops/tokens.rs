@@ -29,7 +29,7 @@ pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, 
         },
         move |g: &[E], gx: &mut [E]| {
             for r in 0..n {
-                gx[r * l * c..r * l * c + c].iter_mut().zip(&g[r * c..(r + 1) * c]).for_each(|(a, b)| *a = *a + *b);
+                gx[r * l * c..r * l * c + c].iter_mut().zip(&g[r * c..(r + 1) * c]).for_each(|(a, b)| *a += *b);
             }
         },
     )
@@ -51,7 +51,7 @@ pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E
         move |g: &[E], gx: &mut [E]| {
             gx.par_chunks_mut(l * c)
                 .enumerate()
-                .for_each(|(r, d)| d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a = *a + *b));
+                .for_each(|(r, d)| d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a += *b));
         },
     )
 }
@@ -100,7 +100,7 @@ where
     {
         let dv = host(&delta);
         y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
-            yr[c..].iter_mut().zip(&dv[r * (l - 1) * c..(r + 1) * (l - 1) * c]).for_each(|(a, b)| *a = *a + *b)
+            yr[c..].iter_mut().zip(&dv[r * (l - 1) * c..(r + 1) * (l - 1) * c]).for_each(|(a, b)| *a += *b)
         });
     }
     let y = tensor(&dev, y, (n, l, xd));
@@ -109,11 +109,11 @@ where
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
-                gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a = *a + *b)
+                gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a += *b)
             })?;
             dev.update(grads.get_or_alloc_mut(&dg)?, |gd| {
                 gd.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| {
-                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a = *a + *b)
+                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a += *b)
                 })
             })
         });
@@ -161,13 +161,11 @@ where
         y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
             yr[..c].copy_from_slice(&cls);
             yr[c..].copy_from_slice(&pv[r * p * c..(r + 1) * p * c]);
-            yr.iter_mut().zip(pos.iter()).for_each(|(a, b)| *a = *a + *b);
+            yr.iter_mut().zip(pos.iter()).for_each(|(a, b)| *a += *b);
             if let Some(tem) = &tem {
                 let te = &tem[(r % frames) * c..(r % frames + 1) * c];
                 let skip = if temporal_on_cls { 0 } else { 1 };
-                yr.chunks_exact_mut(c)
-                    .skip(skip)
-                    .for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a = *a + *b));
+                yr.chunks_exact_mut(c).skip(skip).for_each(|tok| tok.iter_mut().zip(te).for_each(|(a, b)| *a += *b));
             }
         });
     }
@@ -182,23 +180,21 @@ where
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
             dev.update(grads.get_or_alloc_mut(&pg)?, |gp| {
                 gp.par_chunks_mut(p * c).enumerate().for_each(|(r, d)| {
-                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a = *a + *b)
+                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a += *b)
                 })
             })?;
             // Σ over frame rows of the whole (L, C) block
             let per_token: Vec<E> = gy.chunks_exact(l * c).fold(vec![E::zero(); l * c], |mut a, r| {
-                a.iter_mut().zip(r).for_each(|(u, v)| *u = *u + *v);
+                a.iter_mut().zip(r).for_each(|(u, v)| *u += *v);
                 a
             });
             if let Some(g) = &cls_g {
                 dev.update(grads.get_or_alloc_mut(g)?, |d| {
-                    d.iter_mut().zip(&per_token[..c]).for_each(|(a, b)| *a = *a + *b)
+                    d.iter_mut().zip(&per_token[..c]).for_each(|(a, b)| *a += *b)
                 })?;
             }
             if let Some(g) = &pos_g {
-                dev.update(grads.get_or_alloc_mut(g)?, |d| {
-                    d.iter_mut().zip(&per_token).for_each(|(a, b)| *a = *a + *b)
-                })?;
+                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&per_token).for_each(|(a, b)| *a += *b))?;
             }
             if let Some(g) = &tem_g {
                 let mut dt = vec![E::zero(); frames * c];
@@ -206,9 +202,9 @@ where
                     let d = &mut dt[(r % frames) * c..(r % frames + 1) * c];
                     yr.chunks_exact(c)
                         .skip(if temporal_on_cls { 0 } else { 1 })
-                        .for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a = *a + *b));
+                        .for_each(|tok| d.iter_mut().zip(tok).for_each(|(a, b)| *a += *b));
                 }
-                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&dt).for_each(|(a, b)| *a = *a + *b))?;
+                dev.update(grads.get_or_alloc_mut(g)?, |d| d.iter_mut().zip(&dt).for_each(|(a, b)| *a += *b))?;
             }
             Ok(())
         });
@@ -276,9 +272,9 @@ pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             y.copy_from_slice(xv);
             for r in 0..n {
                 for tok in 0..tokens {
-                    for ch in 0..c {
-                        if dts[ch] != 0 {
-                            y[(r * l + tok) * c + ch] = src(r, tok, ch, dts[ch]).map_or(E::zero(), |i| xv[i]);
+                    for (ch, &dt) in dts.iter().enumerate() {
+                        if dt != 0 {
+                            y[(r * l + tok) * c + ch] = src(r, tok, ch, dt).map_or(E::zero(), |i| xv[i]);
                         }
                     }
                 }
@@ -287,14 +283,14 @@ pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
         move |gy: &[E], gx: &mut [E]| {
             for r in 0..n {
                 for tok in 0..l {
-                    for ch in 0..c {
+                    for (ch, &dt) in src_dt.iter().enumerate() {
                         let i = (r * l + tok) * c + ch;
-                        if tok < tokens && src_dt[ch] != 0 {
-                            if let Some(s) = src(r, tok, ch, src_dt[ch]) {
-                                gx[s] = gx[s] + gy[i];
+                        if tok < tokens && dt != 0 {
+                            if let Some(s) = src(r, tok, ch, dt) {
+                                gx[s] += gy[i];
                             }
                         } else {
-                            gx[i] = gx[i] + gy[i];
+                            gx[i] += gy[i];
                         }
                     }
                 }
@@ -334,7 +330,7 @@ pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
                 for tok in 0..l {
                     for ch in 0..c {
                         let i = (r * l + tok) * c + ch;
-                        gx[i] = gx[i] + if tok == 0 { mean(gy, r, ch) } else { gy[i] };
+                        gx[i] += if tok == 0 { mean(gy, r, ch) } else { gy[i] };
                     }
                 }
             }
@@ -375,16 +371,14 @@ pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
                 for r in 0..n {
                     let (g, d) = (&gy[r * l2 * c..(r + 1) * l2 * c], &mut gx[r * l * c..(r + 1) * l * c]);
-                    d[..c].iter_mut().zip(&g[..c]).for_each(|(a, b)| *a = *a + *b);
-                    d[(1 + old) * c..].iter_mut().zip(&g[(1 + np) * c..]).for_each(|(a, b)| *a = *a + *b);
+                    d[..c].iter_mut().zip(&g[..c]).for_each(|(a, b)| *a += *b);
+                    d[(1 + old) * c..].iter_mut().zip(&g[(1 + np) * c..]).for_each(|(a, b)| *a += *b);
                 }
             })?;
             if let Some(pg) = &pg {
                 dev.update(grads.get_or_alloc_mut(pg)?, |gp| {
                     for r in 0..n {
-                        gp.iter_mut()
-                            .zip(&gy[r * l2 * c + c..r * l2 * c + (1 + np) * c])
-                            .for_each(|(a, b)| *a = *a + *b);
+                        gp.iter_mut().zip(&gy[r * l2 * c + c..r * l2 * c + (1 + np) * c]).for_each(|(a, b)| *a += *b);
                     }
                 })?;
             }

@@ -413,8 +413,8 @@ impl Report {
         let mut group: Option<&String> = None;
         for (i, row) in cells.iter().enumerate().skip(1) {
             let rg = self.rows[i - 1].group.as_ref();
-            if rg.is_some() && rg != group {
-                writeln!(s, "[{}]", rg.unwrap()).unwrap();
+            if let Some(g) = rg.filter(|_| rg != group) {
+                writeln!(s, "[{g}]").unwrap();
             }
             group = rg;
             writeln!(s, "{}", line(row.iter().enumerate().map(|(j, c)| pad(c, width[j], j == 0)).collect())).unwrap();
@@ -443,8 +443,8 @@ impl Report {
         let mut group: Option<&String> = None;
         for (i, line) in cells.iter().enumerate().skip(1) {
             let g = self.rows[i - 1].group.as_ref();
-            if g.is_some() && g != group {
-                writeln!(s, "| *{}* |{}", esc(g.unwrap()), " |".repeat(line.len() - 1)).unwrap();
+            if let Some(name) = g.filter(|_| g != group) {
+                writeln!(s, "| *{}* |{}", esc(name), " |".repeat(line.len() - 1)).unwrap();
             }
             group = g;
             writeln!(s, "| {} |", line.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")).unwrap();
