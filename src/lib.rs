@@ -32,6 +32,7 @@ pub mod recipe;
 pub mod repro;
 pub mod st_adapter;
 pub mod testing;
+pub mod video;
 
 pub use context::Ctx;
 pub use device::{KitDevice, Real};

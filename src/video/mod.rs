@@ -1,0 +1,23 @@
+//! Video in: decoding real files (feature `video`), the official frame sampling and test-time
+//! transforms (pure, testable without ffmpeg), and datasets.
+//!
+//! Layout: a decoded video is a list of [`Frame`]s in presentation order; sampling turns a frame
+//! count into frame indices per view; transforms turn the sampled frames of a view into the
+//! (3, T, H, W) float tensor the models take.
+
+/// One decoded frame: RGB, 8 bits per channel, row-major `(height, width, 3)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub width: usize,
+    pub height: usize,
+    /// `height · width · 3` bytes: pixel (y, x) channel c at `(y · width + x) · 3 + c`.
+    pub rgb: Vec<u8>,
+}
+
+impl Frame {
+    /// A frame from its bytes; the length must be `height · width · 3`.
+    pub fn new(width: usize, height: usize, rgb: Vec<u8>) -> Self {
+        assert_eq!(rgb.len(), width * height * 3, "a {width}x{height} RGB frame has {} bytes", width * height * 3);
+        Self { width, height, rgb }
+    }
+}
