@@ -34,6 +34,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
@@ -41,7 +42,6 @@ use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
 use crate::param::{Params, Walk, WalkMut};
-use crate::st_adapter::Blocks;
 
 /// An AIM video model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -48,9 +48,11 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::clip::vit::head_lines;
 use crate::clip::vit::{
     clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
 };
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
@@ -58,7 +60,6 @@ use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis, Weights};
 use crate::param::{Param, Params, Walk, WalkMut};
-use crate::st_adapter::{head_lines, Blocks};
 
 /// Where the two adapters sit in a block (Table 5, Fig. 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

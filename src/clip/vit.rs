@@ -17,6 +17,7 @@ use dfdx::prelude::*;
 
 use super::{ClipCfg, MlpAct};
 use crate::context::Ctx;
+use crate::count::{layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
@@ -344,6 +345,18 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> FrameClassifie
         ctx.tap("logits", &logits);
         logits
     }
+}
+/// The counts of [`FrameClassifier`]'s head (ST-Adapter's, MST-Adapter's and the frame-wise baseline's): `ln_post` (frozen) on the mean of the
+/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
+pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
+    b.line(
+        "ln_post (after the mean over T)",
+        &[&format!("{prefix}ln_post.")],
+        layer_norm_params(c),
+        false,
+        layer_norm_macs(1, c),
+    );
+    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
 }
 // ANCHOR_END: frame_head
 
