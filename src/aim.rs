@@ -33,9 +33,10 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
-use crate::clip::Blocks;
-use crate::clip::ClipCfg;
+use crate::clip::vit::{
+    clip_block, maybe, residual, trains, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer,
+};
+use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
 use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
@@ -235,42 +236,56 @@ pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub drop_path: f64,
 }
 
+/// The block's three stages (AIM Eqs. 3–5), each a residual branch on the frozen CLIP weights:
+/// temporal `x += T_Adapter(T-MSA(ln_1(x)))`, spatial `x += S_Adapter(S-MSA(ln_1(x)))`, joint
+/// `x += MLP(ln_2(x)) + s·MLP_Adapter(ln_2(x))`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+    fn stages(&self) -> usize {
+        3
+    }
+
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let clip = &self.clip;
-        // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
-        let x = match &self.t_adapter {
-            Some(t_adapter) => residual(x, |x| {
-                let h = clip.ln_1.forward(x);
-                let h = match &self.t_adapter_in {
-                    Some(a) => a.forward(h),
-                    None => h,
-                };
-                let h = clip.attn.forward(h, SeqAxis::Frames { frames: grid.t });
-                drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
+        match i {
+            // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
+            0 => maybe(self.t_adapter.as_ref(), x, |t_adapter, x| {
+                residual(x, |x| {
+                    let h = clip.ln_1.forward(x);
+                    let h = maybe(self.t_adapter_in.as_ref(), h, |a, h| a.forward(h));
+                    let h = clip.attn.forward(h, SeqAxis::Frames { frames: grid.t });
+                    drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
+                })
             }),
-            None => x,
-        };
-        // spatial adaptation: S_Adapter (with skip) on the attention output
-        let x = residual(x, |x| {
-            let h = clip.attention(x, SeqAxis::Tokens);
-            match &self.s_adapter {
-                Some(a) => a.forward(h),
-                None => h,
-            }
-        });
-        // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
-        residual(x, |x| {
-            let (xn, tape) = clip.ln_2.forward(x).split_tape();
-            let h = clip.mlp.forward(xn.clone().put_tape(tape));
-            match &self.mlp_adapter {
-                Some(a) => {
+            // spatial adaptation: S_Adapter (with skip) on the attention output
+            1 => residual(x, |x| {
+                let h = clip.attention(x, SeqAxis::Tokens);
+                maybe(self.s_adapter.as_ref(), h, |a, h| a.forward(h))
+            }),
+            // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
+            _ => residual(x, |x| {
+                let (xn, tape) = clip.ln_2.forward(x).split_tape();
+                let h = clip.mlp.forward(xn.clone().put_tape(tape));
+                maybe(self.mlp_adapter.as_ref(), h, |a, h| {
                     let j = ops::scale(a.forward(xn.retaped::<T>()), self.scale);
                     ops::add(h, drop_path_tokens(j, self.drop_path, ctx))
-                }
-                None => h,
+                })
+            }),
+        }
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        let clip = &self.clip;
+        match i {
+            0 => {
+                self.t_adapter.is_some()
+                    && (trains(&self.t_adapter)
+                        || trains(&self.t_adapter_in)
+                        || trains(&clip.ln_1)
+                        || trains(&clip.attn))
             }
-        })
+            1 => trains(&self.s_adapter) || trains(&clip.ln_1) || trains(&clip.attn),
+            _ => trains(&self.mlp_adapter) || trains(&clip.ln_2) || trains(&clip.mlp),
+        }
     }
 }
 // ANCHOR_END: block
@@ -320,10 +335,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Aim<C, E, D> {
         ctx.tap("backbone_out", &cls);
         let x = ops::mean_over_frames(cls, grid.t); // (B, C)
         ctx.tap("pre_logits", &x);
-        let x = match ctx.drop_factors(x.shape().0 * C, self.cls_head.dropout) {
-            Some(f) => ops::elementwise::mask(x, f, 1),
-            None => x,
-        };
+        let x = ops::dropout(x, self.cls_head.dropout, ctx);
         let logits = self.cls_head.fc_cls.forward(x);
         ctx.tap("logits", &logits);
         logits

@@ -25,14 +25,15 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{
-    clip_block, head, head_lines, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+    clip_block, head, head_lines, maybe, trains, Block, FrameClassifier, ResidualAttentionBlock, Tokens,
+    VisionTransformer,
 };
 use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
-use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
+use crate::ops::{self, dwconv3d::DwConv3d, Grid, Kernel3, Linear};
 use crate::param::Param;
 
 /// Where in a block an adapter sits (Table 5c).
@@ -213,44 +214,34 @@ pub struct StBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub adapter_post_mlp: Option<Adapter<C, E, D>>,
 }
 
+/// The block's five stages, the absent adapters being identities:
+/// `x = A_attn(x)`, `x += attn(ln_1(x))`, `x = A_mlp(x)`, `x += mlp(ln_2(x))`, `x = A_post(x)`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for StBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let x = apply(&self.adapter_pre_attn, x, grid);
-        let x = residual(x, |x| self.clip.attention(x, SeqAxis::Tokens));
-        let x = apply(&self.adapter_pre_mlp, x, grid);
-        let x = residual(x, |x| self.clip.feed_forward(x));
-        apply(&self.adapter_post_mlp, x, grid)
+    fn stages(&self) -> usize {
+        5
     }
 
-    /// Entered untraced with a frozen CLIP block, the stream is promoted at the first adapter, so
-    /// the attention before a pre-MLP adapter records nothing for the backward pass.
-    fn forward_entering<T: Tape<E, D>>(&self, x: Tokens<C, E, D>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        if self.adapter_pre_attn.is_some() || crate::param::param_list(&self.clip).iter().any(|p| p.trainable) {
-            return self.forward(promote(x), grid, ctx);
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        match i {
+            0 => maybe(self.adapter_pre_attn.as_ref(), x, |a, x| a.forward(x, grid)),
+            1 => self.clip.stage(0, x, grid, ctx),
+            2 => maybe(self.adapter_pre_mlp.as_ref(), x, |a, x| a.forward(x, grid)),
+            3 => self.clip.stage(1, x, grid, ctx),
+            _ => maybe(self.adapter_post_mlp.as_ref(), x, |a, x| a.forward(x, grid)),
         }
-        let x = residual(x, |x| self.clip.attention(x, SeqAxis::Tokens));
-        if self.adapter_pre_mlp.is_some() {
-            let x = apply(&self.adapter_pre_mlp, promote(x), grid);
-            let x = residual(x, |x| self.clip.feed_forward(x));
-            return apply(&self.adapter_post_mlp, x, grid);
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        match i {
+            0 => trains(&self.adapter_pre_attn),
+            1 => self.clip.stage_trains(0),
+            2 => trains(&self.adapter_pre_mlp),
+            3 => self.clip.stage_trains(1),
+            _ => trains(&self.adapter_post_mlp),
         }
-        let x = residual(x, |x| self.clip.feed_forward(x));
-        apply(&self.adapter_post_mlp, promote(x), grid)
     }
 }
-
 // ANCHOR_END: block
-
-fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
-    a: &Option<Adapter<C, E, D>>,
-    x: Tokens<C, E, D, T>,
-    grid: Grid,
-) -> Tokens<C, E, D, T> {
-    match a {
-        Some(a) => a.forward(x, grid),
-        None => x,
-    }
-}
 
 /// ST-Adapter's video model (the official `VisionTransformer` of `models_adapter.py`): keys
 /// `conv1.weight`, …, `transformer.resblocks.{i}.adapter_pre_mlp.{fc1,conv,fc2}.*`, …, `fc.*`.
