@@ -378,9 +378,8 @@ impl AimCfg {
 /// The official constructors `ViT_CLIP(**backbone)` + `I3DHead(**cls_head)` as a config. Unknown
 /// keywords are errors.
 pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
-    use anyhow::{bail, Context};
-    let bb = kw.get("backbone").and_then(|v| v.as_object()).context("constructor_kwargs.backbone missing")?;
-    let head = kw.get("cls_head").and_then(|v| v.as_object()).context("constructor_kwargs.cls_head missing")?;
+    use crate::official::Kwargs;
+    use anyhow::bail;
     const BB: [&str; 10] = [
         "input_resolution",
         "num_frames",
@@ -394,55 +393,29 @@ pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
         "pretrained",
     ];
     const HEAD: [&str; 5] = ["num_classes", "in_channels", "dropout_ratio", "spatial_type", "init_std"];
-    if let Some(k) = bb.keys().find(|k| !BB.contains(&k.as_str())) {
-        bail!("AIM backbone keyword `{k}` is not supported by this port");
+    let bb = Kwargs::new("AIM backbone (ViT_CLIP)", kw.get("backbone"), &BB)?;
+    let head = Kwargs::new("AIM cls_head (I3DHead)", kw.get("cls_head"), &HEAD)?;
+    if let Some(s) = head.opt_str("spatial_type")?.filter(|s| *s != "avg") {
+        bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
     }
-    if let Some(k) = head.keys().find(|k| !HEAD.contains(&k.as_str())) {
-        bail!("I3DHead keyword `{k}` is not supported by this port");
+    let clip = bb.clip()?;
+    if let Some(c) = head.opt_int("in_channels")?.filter(|c| *c != clip.width) {
+        bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
     }
-    if let Some(s) = head.get("spatial_type").and_then(|v| v.as_str()) {
-        if s != "avg" {
-            bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
-        }
-    }
-    let int = |o: &serde_json::Map<String, serde_json::Value>, k: &str| {
-        o.get(k)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .with_context(|| format!("`{k}` missing or not an integer"))
-    };
-    let num = |o: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| {
-        o.get(k).map_or(Ok(d), |v| v.as_f64().with_context(|| format!("`{k}` is not a number")))
-    };
-    let clip = ClipCfg {
-        input_resolution: int(bb, "input_resolution")?,
-        patch_size: int(bb, "patch_size")?,
-        width: int(bb, "width")?,
-        layers: int(bb, "layers")?,
-        heads: int(bb, "heads")?,
-        ..ClipCfg::vit_b16()
-    };
-    clip.validate().map_err(anyhow::Error::msg)?;
-    if let Some(c) = head.get("in_channels").and_then(|v| v.as_u64()) {
-        if c as usize != clip.width {
-            bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
-        }
-    }
-    let num_tadapter =
-        bb.get("num_tadapter").map_or(Ok(1), |v| v.as_u64().map(|v| v as usize).context("num_tadapter"))?;
+    let num_tadapter = bb.opt_int("num_tadapter")?.unwrap_or(1);
     if !(1..=2).contains(&num_tadapter) {
         bail!("num_tadapter must be 1 or 2, is {num_tadapter}");
     }
     let layers = clip.layers;
     Ok(AimCfg {
         clip,
-        num_classes: int(head, "num_classes")?,
-        frames: int(bb, "num_frames")?,
+        num_classes: head.int("num_classes")?,
+        frames: bb.int("num_frames")?,
         mlp_ratio: 0.25,
-        adapter_scale: num(bb, "adapter_scale", 0.5)?,
+        adapter_scale: bb.num("adapter_scale", 0.5)?,
         num_tadapter,
-        drop_path_rate: num(bb, "drop_path_rate", 0.0)?,
-        dropout: num(head, "dropout_ratio", 0.5)?,
+        drop_path_rate: bb.num("drop_path_rate", 0.0)?,
+        dropout: head.num("dropout_ratio", 0.5)?,
         spatial: true,
         temporal: true,
         joint: true,

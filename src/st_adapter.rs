@@ -283,7 +283,6 @@ crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] StBlock<C, E, D> 
 /// The official constructor `VisionTransformer(**kwargs)` as a config. Every keyword must be
 /// known: an unknown one is an error (naming it), never silently ignored.
 pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Result<StAdapterCfg> {
-    use anyhow::{bail, Context};
     const KNOWN: [&str; 11] = [
         "input_resolution",
         "patch_size",
@@ -297,52 +296,26 @@ pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Re
         "adapter_pre_attn",
         "adapter_pre_mlp",
     ];
-    let obj = kw.as_object().context("constructor_kwargs is not an object")?;
-    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        bail!("ST-Adapter constructor keyword `{k}` is not supported by this port");
-    }
-    let int = |k: &str| {
-        obj.get(k)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .with_context(|| format!("constructor_kwargs.{k} missing or not an integer"))
-    };
-    let flag = |k: &str| {
-        obj.get(k).and_then(|v| v.as_bool()).with_context(|| format!("constructor_kwargs.{k} missing or not a bool"))
-    };
-    let ks: Vec<usize> = obj
-        .get("adapter_kernel_size")
-        .and_then(|v| v.as_array())
-        .context("constructor_kwargs.adapter_kernel_size missing")?
-        .iter()
-        .map(|v| v.as_u64().map(|v| v as usize).context("adapter_kernel_size entries must be integers"))
-        .collect::<anyhow::Result<_>>()?;
+    let kw = crate::official::Kwargs::new("ST-Adapter constructor", Some(kw), &KNOWN)?;
+    let ks = kw.ints("adapter_kernel_size")?;
     if ks.len() != 3 {
-        bail!("adapter_kernel_size must have 3 entries, has {}", ks.len());
+        anyhow::bail!("adapter_kernel_size must have 3 entries, has {}", ks.len());
     }
-    let clip = ClipCfg {
-        input_resolution: int("input_resolution")?,
-        patch_size: int("patch_size")?,
-        width: int("width")?,
-        layers: int("layers")?,
-        heads: int("heads")?,
-        ..ClipCfg::vit_b16()
-    };
-    clip.validate().map_err(anyhow::Error::msg)?;
+    let clip = kw.clip()?;
     let mut positions = Vec::new();
-    if flag("adapter_pre_attn")? {
+    if kw.flag("adapter_pre_attn")? {
         positions.push(Position::PreAttn);
     }
-    if flag("adapter_pre_mlp")? {
+    if kw.flag("adapter_pre_mlp")? {
         positions.push(Position::PreMlp);
     }
     Ok(StAdapterCfg {
         clip,
-        num_classes: int("num_classes")?,
+        num_classes: kw.int("num_classes")?,
         frames,
-        adapter_width: int("adapter_width")?,
+        adapter_width: kw.int("adapter_width")?,
         kernel: Kernel3::new(ks[0], ks[1], ks[2]),
         positions,
-        blocks: Blocks::Last(int("adapter_layers")?),
+        blocks: Blocks::Last(kw.int("adapter_layers")?),
     })
 }
