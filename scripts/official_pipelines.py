@@ -488,6 +488,30 @@ def make_train(st, aim):
                         "short_side": short, "crop": crop, "flip": flip, "crop_bbox": bbox,
                         "expected": summarize(res["imgs"])})
     out["aim_resize_rrc_flip"] = aim_rrc
+
+    # AIM SSv2: RandomErasing(probability=0.25) after Normalize (AIM's subclass of timm 0.5.4's, mode 'const');
+    # AIM restores Python's random state before every frame, so every frame gets the same box: the patched
+    # random.setstate restarts the scripted draws.
+    erase = []
+    for (w, h, n, seed, rnd, unis, ints) in [
+            (30, 24, 2, 61, [0.1], [0.2, math.log(1.5)], [3, 5]),
+            (30, 24, 1, 62, [0.9], [], []),
+            (20, 20, 2, 63, [0.0], [0.33, math.log(3.0), 0.05, math.log(0.5)], [1, 2])]:
+        res = {"imgs": gen_video(w, h, n, seed), "modality": "RGB", "img_shape": (h, w), "num_clips": 1, "clip_len": n}
+        res = aug.Normalize(mean=[122.769, 116.74, 104.04], std=[68.493, 66.63, 70.321], to_bgr=False)(res)
+        st_ = {}
+
+        def restart(*_a):
+            st_["r"], st_["u"], st_["i"] = iter(rnd), iter(unis), iter(ints)
+        restart()
+        with patched(random, "setstate", restart), patched(random, "random", lambda: next(st_["r"])), \
+                patched(random, "uniform", lambda a, b: next(st_["u"])), \
+                patched(random, "randint", lambda a, b: next(st_["i"])):
+            res = aug.RandomErasing(probability=0.25)(res)
+        res = fmt.FormatShape(input_format="NCTHW")(res)
+        erase.append({"video": [w, h, n, seed], "random_draws": rnd, "uniform_draws": unis, "randint_draws": ints,
+                      "expected": summarize(res["imgs"])})
+    out["aim_random_erasing"] = erase
     return out
 
 
@@ -519,13 +543,16 @@ def make_randaugment(st):
     rand = ra.rand_augment_transform("rand-m7-n4-mstd0.5-inc1", dict(hp))
     frames = [Image.fromarray(gen_frame(11, 8, t, 52)) for t in range(2)]
     choice = [4, 11, 7, 3]
-    randoms = iter([0.2, 0.7, 0.3, 0.1, 0.9, 0.4, 0.6])  # prob gates and sign draws, in call order
-    gauss = iter([7.3, 6.1, 7.9])
+    # prob gates and sign draws in call order: Posterize (gate), ShearX (gate, sign), Color (gate, sign),
+    # Rotate (gate, sign) -- all four ops run
+    rnd_list = [0.2, 0.3, 0.7, 0.1, 0.2, 0.4, 0.9]
+    gauss_list = [7.3, 6.1, 7.9, 6.6]
+    randoms, gauss = iter(rnd_list), iter(gauss_list)
     with patched(np.random, "choice", lambda ops, n, replace=True, p=None: [ops[i] for i in choice]), \
             patched(random, "random", lambda: next(randoms)), patched(random, "gauss", lambda mu, s: next(gauss)):
         res = rand(frames)
     out["full"] = {"config": "rand-m7-n4-mstd0.5-inc1", "frames_seed": 52, "n_frames": 2, "choice": choice,
-                   "random": [0.2, 0.7, 0.3, 0.1, 0.9, 0.4, 0.6], "gauss": [7.3, 6.1, 7.9],
+                   "random": rnd_list, "gauss": gauss_list,
                    "hex": [np.asarray(f).tobytes().hex() for f in res]}
     return out
 

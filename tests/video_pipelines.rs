@@ -408,3 +408,19 @@ fn rand_augment_clip_matches_official_with_the_same_draws() {
         assert_eq!(hex(f), h.as_str().unwrap());
     }
 }
+
+/// AIM SSv2 `RandomErasing(probability=0.25)` after `Normalize` (timm 0.5.4, same box on every frame), given
+/// the official draws (erased; gate closed; a first try rejected as too tall): the same bits.
+#[test]
+fn aim_random_erasing_matches_official() {
+    use video_adapters::video::train::{mma_random_erasing, stack};
+    use video_adapters::video::transform::mma_normalize;
+    for c in fixture("train_transforms.json")["aim_random_erasing"].as_array().unwrap() {
+        let mut frames: Vec<_> = gen_video(&c["video"]).iter().map(mma_normalize).collect();
+        let mut unis = f64s(&c["random_draws"]);
+        unis.extend(f64s(&c["uniform_draws"]));
+        mma_random_erasing(&mut frames, 0.25, &mut script(&c["randint_draws"], &unis));
+        let (h, w) = (frames[0].h, frames[0].w);
+        check_tensor("aim_erasing", &stack(&frames), &[1, 3, frames.len(), h, w], &c["expected"]);
+    }
+}

@@ -10,12 +10,12 @@
 //! | op | level → argument (m ∈ [0, 10]) | PIL 9.4 kernel ported |
 //! |---|---|---|
 //! | AutoContrast, Equalize, Invert | — | `ImageOps` LUTs on the per-channel histograms |
-//! | Rotate | ±30·m/10 degrees | `Image.rotate`: matrix rounded to 15 decimals, `Geometry.c` affine + bicubic (a = −1... PIL's own cubic), fill outside |
+//! | Rotate | ±30·m/10 degrees | `Image.rotate`: matrix rounded to 15 decimals, then the affine transform below |
 //! | PosterizeIncreasing | keep `4 − int(4m/10)` bits | LUT |
 //! | SolarizeIncreasing | threshold `256 − int(256m/10)` | LUT |
 //! | SolarizeAdd | add `int(110m/10)` below 128 | LUT |
 //! | Color/Contrast/Brightness/SharpnessIncreasing | factor `1 ± 0.9m/10` | `ImageEnhance`: L = (19595R + 38470G + 7471B + 2^15) >> 16, mean `int(mean + 0.5)`, SMOOTH 3×3 (borders kept), `ImagingBlend` in f32 with truncation |
-//! | ShearX/ShearY | ±0.3m/10 | affine `(1, f, 0, 0, 1, 0)` / `(1, 0, 0, f, 1, 0)` |
+//! | ShearX/ShearY | ±0.3m/10 | `Geometry.c` affine `(1, f, 0, 0, 1, 0)` / `(1, 0, 0, f, 1, 0)` with PIL's own cubic (`p1 + d(p2 + d(p3 + d·p4))`, i.e. a = −1, in f64, truncated), fill outside |
 //! | TranslateXRel/YRel | ±0.45m/10 of the width/height | affine translation |
 //!
 //! Every op with fixed arguments is byte-identical to Pillow 9.4.0 (`fixtures/video/randaugment.json`,

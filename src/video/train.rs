@@ -5,7 +5,21 @@
 //! | [`TrainPipeline::st_k400`] (`train_k400_clip_vit_b16_adapter12x384.sh`: `--sampling_rate 16 --resize_type random_short_side_scale_jitter --scale_range 1.0 1.15 --mirror`) | dense 8×16, random start | normalise, short side `int(round(U(224, 258)))` by torch bicubic (no resize when already that size; long side `floor(long/short·size)`), `random_crop(224)` with offsets `randint(0, H−224)` (upper end excluded, as SlowFast's code) | p = 0.5 | — |
 //! | [`TrainPipeline::st_ssv2`] (`train_ssv2_clip_vit_b16_adapter24x384.sh`: `--sampling_rate 0 --auto_augment rand-m7-n4-mstd0.5-inc1`, default `--resize_type random_resized_crop --scale_range 0.08 1.0`) | uniform 8, one random frame per segment | RandAugment (PIL, on the decoded frames), normalise, `random_resized_crop` (area U(0.08,1)·HW, log-ratio U(ln 3/4, ln 4/3), `int(round(·))` sides, 10 tries, then a centered fallback) → torch bicubic 224 | no | see [`super::augment`] |
 //! | [`TrainPipeline::aim_k400`] (`vitclip_base_k400.py` `train_pipeline`) | `SampleFrames(32, 4, 1)` train | cv2 `Resize((-1, 256))`, mmaction `RandomResizedCrop` (10 ratios then 10 areas drawn up front, `np.round`, fallback: centered square), cv2 `Resize((224, 224))`, normalise | `Flip(0.5)` | — |
-//! | [`TrainPipeline::aim_ssv2`] (`vitclip_base_sthv2.py` `train_pipeline`) | uniform 8, random | as AIM K400 | `Flip(0)` | **not ported**: `Imgaug` RandAugment(n=4, m=7) (imgaug 0.4, which also flips left-right with p = 0.5 and crops up to m/224 per side); ported: `RandomErasing(p=0.25)` is **not** ported either (timm, applied after normalising) |
+//! | [`TrainPipeline::aim_ssv2`] (`vitclip_base_sthv2.py` `train_pipeline`) | uniform 8, random | as AIM K400 | `Flip(0)` | `RandomErasing(probability=0.25)` after normalising ([`mma_random_erasing`]); **not ported**: `Imgaug` RandAugment(n=4, m=7) (see below) |
+//!
+//! **Not ported: AIM's SSv2 `Imgaug(transforms=[dict(type='RandAugment', n=4, m=7)])`.** It is imgaug 0.4's
+//! `iaa.RandAugment`, a different implementation from ST-Adapter's: before choosing its ops it always
+//! flips left-right with p = 0.5 (`Fliplr(0.5)`, although the config sets `Flip(flip_ratio=0)` for SSv2)
+//! and crops up to `U(0, m)/224` of each side then resizes back (`KeepSizeByResize(Crop)`, cv2 linear);
+//! then `SomeOf(4)` of 16 ops (Identity, Autocontrast, Equalize, Invert, Affine rotate ±m/30·30°,
+//! Posterize, Solarize, Enhance{Color,Contrast,Brightness,Sharpness}, shear x/y, translate x/y,
+//! Cutout) with magnitude m/30 — imgaug's own numpy/cv2 re-implementations of the PIL ops, whose rounding
+//! would each need porting and checking. Expected cost: not measured here, and none of the three papers
+//! ablates it (AIM's appendix lists RandAugment with label smoothing and random erasing as the "stronger
+//! data augmentations" it takes from Video Swin for SSv2's 50 epochs): expect a lower SSv2 top-1 when
+//! training AIM without it, from over-fitting. Its implied left-right mirror is missing too (on SSv2 that
+//! mirror swaps the meaning of left/right classes). The closest ported substitute is ST-Adapter's
+//! RandAugment ([`super::augment`]); a run that uses it must say so.
 //!
 //! All draws come from one `rand::Rng` (the trainer's seeded `StdRng`) through [`Draws`]; NumPy's,
 //! Python's and torch's generators are not reproduced (same distributions, different streams). The
@@ -144,13 +158,46 @@ pub fn mma_train_spatial(
         .collect()
 }
 
+/// timm `RandomErasing(probability, mode='const')` as AIM's SSv2 recipe applies it after `Normalize`: with
+/// probability `p` one box (area U(0.02, 1/3)·HW, log-aspect U(ln 0.3, ln 1/0.3), `int(round(·))` sides,
+/// 10 tries, kept only if strictly smaller than the frame) is set to 0 in every channel. AIM restores
+/// Python's random state before each frame, so all frames of the clip get the same box (one set of draws).
+pub fn mma_random_erasing(frames: &mut [Planes], probability: f64, d: &mut dyn Draws) {
+    // `random.random() > probability` skips
+    if d.uniform(0.0, 1.0) > probability {
+        return;
+    }
+    let (h, w) = (frames[0].h, frames[0].w);
+    let area = (h * w) as f64;
+    for _ in 0..10 {
+        let target = d.uniform(0.02, 1.0 / 3.0) * area;
+        let aspect = d.uniform(0.3f64.ln(), (1.0f64 / 0.3).ln()).exp();
+        let eh = py_round((target * aspect).sqrt()) as usize;
+        let ew = py_round((target / aspect).sqrt()) as usize;
+        if ew < w && eh < h {
+            let top = d.int(0, h - eh);
+            let left = d.int(0, w - ew);
+            for p in frames.iter_mut() {
+                for c in 0..p.channels() {
+                    for y in top..top + eh {
+                        let row = (c * h + y) * w;
+                        p.data[row + left..row + left + ew].fill(0.0);
+                    }
+                }
+            }
+            return;
+        }
+    }
+}
+
 /// A training pipeline: sampling + augmentation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TrainPipeline {
     /// ST-Adapter K400: dense sampling, scale jitter `[round(size·lo), round(size·hi)]`, random crop, mirror.
     St { sampling: Sampling, size: usize, jitter: Option<(f64, f64)>, mirror: bool, rand_augment: bool },
-    /// AIM: mmaction2 sampling, Resize(-1, short), RandomResizedCrop, Resize(crop), Flip.
-    Mma { sampling: Sampling, short: usize, crop: usize, flip_ratio: f64 },
+    /// AIM: mmaction2 sampling, Resize(-1, short), RandomResizedCrop, Resize(crop), Flip, Normalize,
+    /// RandomErasing (`erase_prob` 0: not in the pipeline, no draws).
+    Mma { sampling: Sampling, short: usize, crop: usize, flip_ratio: f64, erase_prob: f64 },
 }
 
 impl TrainPipeline {
@@ -183,12 +230,20 @@ impl TrainPipeline {
             short: 256,
             crop: 224,
             flip_ratio: 0.5,
+            erase_prob: 0.0,
         }
     }
 
-    /// `vitclip_base_sthv2.py` `train_pipeline`, without its imgaug RandAugment and RandomErasing (not ported).
+    /// `vitclip_base_sthv2.py` `train_pipeline` (`RandomErasing(probability=0.25)`), **without** its imgaug
+    /// RandAugment (not ported).
     pub fn aim_ssv2() -> Self {
-        TrainPipeline::Mma { sampling: Sampling::Uniform { frames: 8 }, short: 256, crop: 224, flip_ratio: 0.0 }
+        TrainPipeline::Mma {
+            sampling: Sampling::Uniform { frames: 8 },
+            short: 256,
+            crop: 224,
+            flip_ratio: 0.0,
+            erase_prob: 0.25,
+        }
     }
 
     pub fn sampling(&self) -> Sampling {
@@ -278,7 +333,13 @@ mod tests {
                 mirror: false,
                 rand_augment: true,
             },
-            TrainPipeline::Mma { sampling: Sampling::Uniform { frames: 8 }, short: 32, crop: 24, flip_ratio: 0.5 },
+            TrainPipeline::Mma {
+                sampling: Sampling::Uniform { frames: 8 },
+                short: 32,
+                crop: 24,
+                flip_ratio: 0.5,
+                erase_prob: 0.5,
+            },
         ] {
             let run = |seed| p.apply(&v, &mut rand::rngs::StdRng::seed_from_u64(seed)).unwrap();
             assert_eq!(run(3), run(3));
