@@ -179,8 +179,23 @@ impl Pipeline {
     fn crop_stack(&self, frames: &[&Planes], s: usize) -> Result<Vec<f32>> {
         let size = self.spatial.size();
         let (h, w) = (frames[0].h, frames[0].w);
+        if let Some(k) = frames.iter().position(|p| (p.h, p.w) != (h, w)) {
+            bail!(
+                "{}: frame {k} of the view resizes to {}x{}, frame 0 to {}x{}",
+                self.name,
+                frames[k].w,
+                frames[k].h,
+                w,
+                h
+            );
+        }
         let (y0, x0) = match self.spatial {
-            Spatial::St { three_crop: false, .. } => ((h - size) / 2, (w - size) / 2),
+            Spatial::St { three_crop: false, .. } => {
+                if h < size || w < size {
+                    bail!("{}: a {}x{} frame cannot give a {} crop", self.name, w, h, size);
+                }
+                ((h - size) / 2, (w - size) / 2)
+            }
             Spatial::St { three_crop: true, .. } => {
                 if h.min(w) != size {
                     bail!("{}: three crops need the short side {} to equal {}", self.name, h.min(w), size);

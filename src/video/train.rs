@@ -253,14 +253,26 @@ impl TrainPipeline {
     }
 
     /// The clip's frame indices for a video of `n` frames.
-    pub fn indices<R: Rng>(&self, n: usize, rng: &mut R) -> Vec<usize> {
-        self.sampling().train_indices(n, rng)
+    pub fn indices<R: Rng>(&self, n: usize, rng: &mut R) -> Result<Vec<usize>> {
+        if n == 0 {
+            bail!("the video has no frames");
+        }
+        Ok(self.sampling().train_indices(n, rng))
     }
 
     /// The `(3, T, S, S)` training tensor from the sampled frames (in order).
     pub fn apply<R: Rng>(&self, frames: &[Frame], rng: &mut R) -> Result<Vec<f32>> {
         if frames.is_empty() {
             bail!("no frames to augment");
+        }
+        if let Some(k) = frames.iter().position(|f| (f.width, f.height) != (frames[0].width, frames[0].height)) {
+            bail!(
+                "frame {k} is {}x{}, frame 0 is {}x{}: a clip needs one frame size",
+                frames[k].width,
+                frames[k].height,
+                frames[0].width,
+                frames[0].height
+            );
         }
         let planes = match *self {
             TrainPipeline::St { size, jitter, mirror, rand_augment, .. } => {
