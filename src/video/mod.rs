@@ -5,6 +5,9 @@
 //! count into frame indices per view; transforms turn the sampled frames of a view into the
 //! (3, T, H, W) float tensor the models take.
 
+#[cfg(feature = "video")]
+pub mod decode;
+
 /// One decoded frame: RGB, 8 bits per channel, row-major `(height, width, 3)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
