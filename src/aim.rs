@@ -34,14 +34,13 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
-use crate::param::{Params, Walk, WalkMut};
-use crate::st_adapter::Blocks;
 
 /// An AIM video model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -452,13 +451,11 @@ crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] AimBlock<C, E, D>
     module "T_Adapter_in" => t_adapter_in,
 });
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Aim<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("backbone", &self.backbone);
-        w.module("cls_head.fc_cls", &self.cls_head.fc_cls);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("backbone", &mut self.backbone);
-        w.module("cls_head.fc_cls", &mut self.cls_head.fc_cls);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] I3dHead<C, E, D> {
+    module "fc_cls" => fc_cls,
+});
+
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Aim<C, E, D> {
+    module "backbone" => backbone,
+    module "cls_head" => cls_head,
+});

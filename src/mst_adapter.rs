@@ -48,17 +48,18 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::clip::vit::head_lines;
 use crate::clip::vit::{
     clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
 };
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis, Weights};
-use crate::param::{Param, Params, Walk, WalkMut};
-use crate::st_adapter::{head_lines, Blocks};
+use crate::param::Param;
 
 /// Where the two adapters sit in a block (Table 5, Fig. 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,41 +418,20 @@ impl MstAdapterCfg {
     }
 }
 
-impl<E: Real, D: KitDevice<E>> Params<E, D> for PointwiseLayer<E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        match self {
-            PointwiseLayer::Dense(l) => l.walk(w),
-            PointwiseLayer::Depthwise(c) => c.walk(w),
-        }
+crate::impl_params!([E: Real, D: KitDevice<E>] PointwiseLayer<E, D>, |m, w| {
+    match r!(*m) {
+        PointwiseLayer::Dense(l) => w.module("", l),
+        PointwiseLayer::Depthwise(c) => w.module("", c),
     }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        match self {
-            PointwiseLayer::Dense(l) => l.walk_mut(w),
-            PointwiseLayer::Depthwise(c) => c.walk_mut(w),
-        }
-    }
-}
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MstAdapter<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("down", &self.down);
-        w.module("branches", &self.branches);
-        if let Weights::Learned(p) = &self.fusion {
-            w.param("fusion", p);
-        }
-        w.module("pointwise", &self.pointwise);
-        w.module("up", &self.up);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("down", &mut self.down);
-        w.module("branches", &mut self.branches);
-        if let Weights::Learned(p) = &mut self.fusion {
-            w.param("fusion", p);
-        }
-        w.module("pointwise", &mut self.pointwise);
-        w.module("up", &mut self.up);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MstAdapter<C, E, D> {
+    module "down" => down,
+    module "branches" => branches,
+    module "fusion" => fusion,
+    module "pointwise" => pointwise,
+    module "up" => up,
+});
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MstBlock<C, E, D> {
     module "" => clip,

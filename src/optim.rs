@@ -98,15 +98,10 @@ mod tests {
     use super::*;
     use crate::init::param;
 
-    struct One(Param<(usize,), f64, Cpu>);
-    impl Params<f64, Cpu> for One {
-        fn walk<W: crate::param::Walk<f64, Cpu>>(&self, w: &mut W) {
-            w.param("w", &self.0);
-        }
-        fn walk_mut<W: crate::param::WalkMut<f64, Cpu>>(&mut self, w: &mut W) {
-            w.param("w", &mut self.0);
-        }
+    struct One<E: Dtype, D: Storage<E>> {
+        w: Param<(usize,), E, D>,
     }
+    crate::impl_params!([E: Real, D: KitDevice<E>] One<E, D> { param "w" => w });
 
     /// Two steps on w = [1, -2] with constant gradient g = [0.5, 0.5], lr 0.1, wd 0.1, against the
     /// torch.optim.AdamW update written out by hand:
@@ -114,13 +109,13 @@ mod tests {
     #[test]
     fn adamw_first_step_matches_the_closed_form() {
         let dev = Cpu::default();
-        let mut m = One(param(&dev, (2usize,), vec![1.0, -2.0], true));
-        let x = m.0.value.leaky_trace();
+        let mut m = One { w: param(&dev, (2usize,), vec![1.0, -2.0], true) };
+        let x = m.w.value.leaky_trace();
         let loss = (x * dev.tensor_from_vec(vec![0.5, 0.5], (2usize,))).sum::<Rank0, _>();
         let g = loss.backward();
         let mut opt = AdamW::<f64>::new(AdamWCfg { lr: 0.1, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.1 });
         opt.update(&mut m, &g);
-        let w = m.0.to_vec();
+        let w = m.w.to_vec();
         assert!((w[0] - (1.0 * 0.99 - 0.1)).abs() < 1e-7 && (w[1] - (-2.0 * 0.99 - 0.1)).abs() < 1e-7, "{w:?}");
     }
 }

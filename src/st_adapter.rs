@@ -25,13 +25,11 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{
-    clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+    clip_block, head, head_lines, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
 };
-use crate::clip::ClipCfg;
+use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
-use crate::count::{
-    dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown,
-};
+use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
@@ -46,24 +44,6 @@ pub enum Position {
     PreMlp,
     /// After the MLP residual: `adapter_post_mlp` ("after FFN"; not in the official code).
     PostMlp,
-}
-
-/// Which blocks carry adapters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Blocks {
-    /// The last n blocks: the official `adapter_layers` (`i >= layers - adapter_layers`).
-    Last(usize),
-    /// These blocks (0-based), for Table 5b's groups.
-    List(Vec<usize>),
-}
-
-impl Blocks {
-    pub fn contains(&self, i: usize, layers: usize) -> bool {
-        match self {
-            Blocks::Last(n) => i + n >= layers,
-            Blocks::List(v) => v.contains(&i),
-        }
-    }
 }
 
 /// An ST-Adapter video model: the CLIP encoder with adapters, and the frame-averaging head.
@@ -171,18 +151,6 @@ impl StAdapterCfg {
     }
 }
 
-/// ST-Adapter's head (shared with the frame-wise baseline): `ln_post` (frozen) on the mean of the
-/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
-pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
-    b.line(
-        "ln_post (after the mean over T)",
-        &[&format!("{prefix}ln_post.")],
-        layer_norm_params(c),
-        false,
-        layer_norm_macs(1, c),
-    );
-    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
-}
 // ANCHOR_END: count
 
 // ANCHOR: adapter

@@ -38,7 +38,7 @@ use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::{self, promote, Grid, Linear, SeqAxis};
-use crate::param::{set_trainable, Param, Params, Walk, WalkMut};
+use crate::param::{set_trainable, Param};
 use parts::{attention_pool, xvit_attention, HoulsbyAdapter, TemporalAttention, TemporalHead};
 
 /// The video architecture (ST-Adapter Table 1, "Architecture").
@@ -482,24 +482,12 @@ fn mha<const C: usize, E: Real, D: KitDevice<E>>(
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for BenchBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.clip);
-        w.module("", &self.temporal);
-        if let Some(p) = &self.prompt {
-            w.param("prompt", p);
-        }
-        w.module("adapter", &self.adapter);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.clip);
-        w.module("", &mut self.temporal);
-        if let Some(p) = &mut self.prompt {
-            w.param("prompt", p);
-        }
-        w.module("adapter", &mut self.adapter);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] BenchBlock<C, E, D> {
+    module "" => clip,
+    module "" => temporal,
+    module "prompt" => prompt,
+    module "adapter" => adapter,
+});
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Benchmark<C, E, D> {
     module "" => backbone,

@@ -135,6 +135,24 @@ impl ClipCfg {
     }
 }
 
+/// Which blocks of the encoder carry a method's additions (adapters, temporal attention …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Blocks {
+    /// The last n blocks: the official `adapter_layers` (`i >= layers - adapter_layers`).
+    Last(usize),
+    /// These blocks (0-based), for Table 5b's groups.
+    List(Vec<usize>),
+}
+
+impl Blocks {
+    pub fn contains(&self, i: usize, layers: usize) -> bool {
+        match self {
+            Blocks::Last(n) => i + n >= layers,
+            Blocks::List(v) => v.contains(&i),
+        }
+    }
+}
+
 /// Runs `$body` with the const width `$C` equal to the runtime `$width`, for the widths the kit
 /// compiles in (64 tiny, 768 B/16, 1024 L/14); an `Err` names any other width.
 #[macro_export]

@@ -17,11 +17,12 @@ use dfdx::prelude::*;
 
 use super::{ClipCfg, MlpAct};
 use crate::context::Ctx;
+use crate::count::{layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::{self, gelu, layer_norm::LayerNorm, promote, quick_gelu, Grid, Linear, SeqAxis};
-use crate::param::{param_list, Param, Params, Walk, WalkMut};
+use crate::param::{param_list, Param, Params};
 
 /// The (B·T, L, C) token stream.
 pub type Tokens<const C: usize, E, D, T = NoneTape> = Tensor<(usize, usize, Const<C>), E, D, T>;
@@ -345,6 +346,18 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> FrameClassifie
         logits
     }
 }
+/// The counts of [`FrameClassifier`]'s head (ST-Adapter's, MST-Adapter's and the frame-wise baseline's): `ln_post` (frozen) on the mean of the
+/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
+pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
+    b.line(
+        "ln_post (after the mean over T)",
+        &[&format!("{prefix}ln_post.")],
+        layer_norm_params(c),
+        false,
+        layer_norm_macs(1, c),
+    );
+    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
+}
 // ANCHOR_END: frame_head
 
 crate::impl_params!([const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>] FrameClassifier<C, B, E, D> {
@@ -393,30 +406,15 @@ crate::impl_params!([E: Real, D: KitDevice<E>, B: Params<E, D>] Transformer<B> {
     module "resblocks" => resblocks,
 });
 
-impl<const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>> Params<E, D> for VisionTransformer<C, B, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("class_embedding", &self.class_embedding);
-        w.param("positional_embedding", &self.positional_embedding);
-        if let Some(t) = &self.temporal_embedding {
-            w.param("temporal_embedding", t);
-        }
-        w.module("conv1", &self.conv1);
-        w.module("ln_pre", &self.ln_pre);
-        w.module("transformer", &self.transformer);
-        w.module("ln_post", &self.ln_post);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("class_embedding", &mut self.class_embedding);
-        w.param("positional_embedding", &mut self.positional_embedding);
-        if let Some(t) = &mut self.temporal_embedding {
-            w.param("temporal_embedding", t);
-        }
-        w.module("conv1", &mut self.conv1);
-        w.module("ln_pre", &mut self.ln_pre);
-        w.module("transformer", &mut self.transformer);
-        w.module("ln_post", &mut self.ln_post);
-    }
-}
+crate::impl_params!([const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>] VisionTransformer<C, B, E, D> {
+    param "class_embedding" => class_embedding,
+    param "positional_embedding" => positional_embedding,
+    module "temporal_embedding" => temporal_embedding,
+    module "conv1" => conv1,
+    module "ln_pre" => ln_pre,
+    module "transformer" => transformer,
+    module "ln_post" => ln_post,
+});
 
 #[cfg(test)]
 mod tests {

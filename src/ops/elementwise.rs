@@ -114,6 +114,12 @@ pub enum Weights<E: Dtype, D: Storage<E>> {
     Fixed(Vec<f64>),
 }
 
+crate::impl_params!([E: Real, D: KitDevice<E>] Weights<E, D>, |m, w| {
+    if let Weights::Learned(p) = r!(*m) {
+        w.param("", p);
+    }
+});
+
 /// `s · x` for a constant s.
 pub fn scale<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, s: f64) -> Tensor<S, E, D, T> {
     let n = x.shape().num_elements();

@@ -19,6 +19,7 @@ pub mod attention;
 pub mod dwconv3d;
 pub mod elementwise;
 pub mod gemm;
+pub mod grid;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
@@ -29,8 +30,9 @@ pub(crate) mod gradcheck;
 
 pub use activation::{gelu, quick_gelu};
 pub use attention::{self_attention, SeqAxis};
-pub use dwconv3d::{dwconv3d, Grid, Kernel3};
+pub use dwconv3d::{dwconv3d, Kernel3};
 pub use elementwise::{add, drop_rows, fuse, mean_over_frames, scale, Weights};
+pub use grid::Grid;
 pub use layer_norm::layer_norm;
 pub use linear::{frozen_linear, linear, Linear};
 pub use loss::cross_entropy;
