@@ -23,6 +23,7 @@ pub mod device;
 pub mod figures;
 pub mod init;
 pub mod mst_adapter;
+pub mod official;
 pub mod ops;
 pub mod optim;
 pub mod param;

@@ -241,8 +241,8 @@ macro_rules! video_model {
             fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
                 let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
                 let value = loss.retaped::<NoneTape>().as_vec()[0];
-                let grads = loss.backward();
-                opt.update(self, &grads);
+                let mut grads = loss.backward();
+                opt.update(self, &mut grads);
                 value
             }
         }

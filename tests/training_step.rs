@@ -27,8 +27,8 @@ fn step<M: Params<f32, Cpu>>(
     let before: Vec<(String, bool, Vec<f64>)> =
         param_list(&m).into_iter().map(|p| (p.key.clone(), p.trainable, param_values(&m, &p.key))).collect();
     let mut ctx = Ctx::train(1);
-    let grads = cross_entropy(forward(&m, &mut ctx), &[0, 3], 0.1).backward();
-    AdamW::new(AdamWCfg { lr: 1e-3, ..Default::default() }).update(&mut m, &grads);
+    let mut grads = cross_entropy(forward(&m, &mut ctx), &[0, 3], 0.1).backward();
+    AdamW::new(AdamWCfg { lr: 1e-3, ..Default::default() }).update(&mut m, &mut grads);
     for (key, trainable, old) in before {
         let new = param_values(&m, &key);
         if trainable {

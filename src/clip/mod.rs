@@ -73,7 +73,7 @@ impl ClipCfg {
         }
     }
 
-    /// The tiny backbone of `../shared/parity`: 32 px, patch 8 (4×4 grid), width 64, 2 layers, 4 heads.
+    /// The tiny backbone of the parity fixtures (`fixtures/parity`): 32 px, patch 8 (4×4 grid), width 64, 2 layers, 4 heads.
     pub fn tiny() -> Self {
         Self {
             input_resolution: 32,

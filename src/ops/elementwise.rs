@@ -126,6 +126,19 @@ pub fn scale<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, 
     mask(x, vec![E::of(s); 1], n)
 }
 
+/// Dropout with probability `p` on every element (kept ones scaled by 1/(1 − p)); the identity in
+/// evaluation (`ctx.train` false) and for p = 0.
+pub fn dropout<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    p: f64,
+    ctx: &mut crate::context::Ctx,
+) -> Tensor<S, E, D, T> {
+    match ctx.drop_factors(x.shape().num_elements(), p) {
+        Some(factors) => mask(x, factors, 1),
+        None => x,
+    }
+}
+
 /// Multiplies row i (of `x.shape().rows()` rows) by `factors[i]`. Dropout (one factor per element,
 /// pass a row length of 1), DropPath (one factor per sample) and AIM's token-position DropPath are
 /// all this op with different factor vectors: 0 for dropped, 1/(1 − p) for kept.
