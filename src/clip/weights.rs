@@ -217,14 +217,12 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// Writes f32 tensors to `path` atomically: a temporary file in the same folder, then a rename, so
-/// a crash never leaves a truncated file under the final name.
+/// Writes f32 tensors to `path` atomically ([`crate::io::write_atomic`]).
 pub fn write_safetensors(
     path: &Path,
     tensors: &[NamedTensor],
     metadata: Option<BTreeMap<String, String>>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = tensors
         .iter()
@@ -235,13 +233,7 @@ pub fn write_safetensors(
     let meta = metadata.map(|m| m.into_iter().collect());
     let data =
         safetensors::serialize(views, &meta).map_err(|e| anyhow::anyhow!("serialising {}: {e:?}", path.display()))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp =
-        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
-    std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    crate::io::write_atomic(path, &data)
 }
 
 /// Tensors by key, each as (shape, row-major values).
