@@ -118,16 +118,15 @@ pub fn discrepancies_markdown() -> anyhow::Result<String> {
         let rep = counts_report(runner)?;
         let mut cells: Vec<(String, String, String)> = Vec::new(); // (note id, row label, cell text)
         for row in &rep.rows {
-            for (j, c) in row.cells.iter().enumerate() {
-                if let Some(id) = c.strip_prefix("✗ ") {
-                    // the quantity is the header 3 columns to the left (pub), see engine::report
-                    let col = &rep.header[j + 1 - 3];
-                    cells.push((
-                        id.to_string(),
-                        row.label.clone(),
-                        format!("{} {} vs ours {}", col, row.cells[j - 3], row.cells[j - 2]),
-                    ));
-                }
+            for (column, cell) in rep.columns.iter().zip(&row.cells) {
+                let engine::Value::Mark(engine::Mark::Mismatch(id)) = cell else { continue };
+                let q = column.quantity.as_deref().unwrap_or_default();
+                let text = |kind| rep.cell(row, q, &kind).map(engine::Value::text).unwrap_or_default();
+                cells.push((
+                    id.clone().unwrap_or_else(|| "?".into()),
+                    row.label.clone(),
+                    format!("{q} pub {} vs ours {}", text(engine::Kind::Published), text(engine::Kind::Ours)),
+                ));
             }
         }
         if cells.is_empty() {
