@@ -223,6 +223,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
 }
 
 // ANCHOR: block
+// ANCHOR: block_fields
 /// A CLIP block with AIM's adapters. Keys: `attn`, `ln_1`, `mlp`, `ln_2` (CLIP's) and
 /// `T_Adapter_in`, `T_Adapter`, `S_Adapter`, `MLP_Adapter`.
 #[derive(Clone, Debug)]
@@ -235,10 +236,12 @@ pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub scale: f64,
     pub drop_path: f64,
 }
+// ANCHOR_END: block_fields
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E, D> {
     fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let clip = &self.clip;
+        // ANCHOR: eq3
         // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
         let x = match &self.t_adapter {
             Some(t_adapter) => residual(x, |x| {
@@ -252,6 +255,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
             }),
             None => x,
         };
+        // ANCHOR_END: eq3
+        // ANCHOR: eq4
         // spatial adaptation: S_Adapter (with skip) on the attention output
         let x = residual(x, |x| {
             let h = clip.attention(x, SeqAxis::Tokens);
@@ -260,6 +265,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                 None => h,
             }
         });
+        // ANCHOR_END: eq4
+        // ANCHOR: eq5
         // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
         residual(x, |x| {
             let (xn, tape) = clip.ln_2.forward(x).split_tape();
@@ -272,6 +279,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                 None => h,
             }
         })
+        // ANCHOR_END: eq5
     }
 }
 // ANCHOR_END: block

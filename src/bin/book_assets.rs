@@ -12,5 +12,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("generated"))?;
     std::fs::write(root.join("generated/discrepancies.md"), video_adapters::repro::discrepancies_markdown()?)?;
     eprintln!("wrote generated/discrepancies.md");
+    std::fs::write(root.join("generated/tables_summary.md"), video_adapters::repro::tables_summary_markdown()?)?;
+    eprintln!("wrote generated/tables_summary.md");
     Ok(())
 }

@@ -254,7 +254,10 @@ pub struct OutRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub binary: String,
-    pub title: String,
+    /// "MST-Adapter Table 1".
+    pub table: String,
+    /// The caption, verbatim.
+    pub caption: String,
     pub source: String,
     /// The header of the row-label column ("row", "setting").
     pub row_header: String,
@@ -441,7 +444,8 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         binary: spec.binary.into(),
-        title: format!("{} Table {} — {}", table.paper, table.table, table.caption),
+        table: format!("{} Table {}", table.paper, table.table),
+        caption: table.caption.clone(),
         source: format!("{} ({})", table.source, table.citation),
         row_header: "row".into(),
         columns,
@@ -462,6 +466,22 @@ impl Report {
                     + "\n"
             }
         }
+    }
+
+    /// "MST-Adapter Table 1 — <caption>".
+    pub fn title(&self) -> String {
+        format!("{} — {}", self.table, self.caption)
+    }
+
+    /// The page `--write-book` writes: a heading with the table's name, then the markdown.
+    pub fn book_page(&self) -> String {
+        format!(
+            "# {}
+
+{}",
+            self.table,
+            self.markdown()
+        )
     }
 
     /// Appends a column with one cell per row.
@@ -502,7 +522,7 @@ impl Report {
         header.extend(self.columns.iter().map(Column::header));
         Flat {
             binary: self.binary.clone(),
-            title: self.title.clone(),
+            title: self.title(),
             source: self.source.clone(),
             header,
             rows: self
@@ -575,7 +595,7 @@ impl Report {
             }
         };
         let mut s = String::new();
-        for l in wrap(&self.title, 100) {
+        for l in wrap(&self.title(), 100) {
             writeln!(s, "{l}").unwrap();
         }
         for l in wrap(&format!("source: {}", self.source), 100) {
@@ -610,32 +630,103 @@ impl Report {
         s
     }
 
+    /// Markdown for the book: the caption as a paragraph, the table split into blocks that fit a
+    /// 1280-pixel window (the row labels repeated in each; a quantity's columns never split), every
+    /// ✗ a link to its note, the notes with anchors.
     fn markdown(&self) -> String {
-        let cells = self.table_cells();
         let esc = |c: &str| c.replace('|', "\\|");
-        let mut s = format!("### {}\n\n*Source: {}.*\n\n", esc(&self.title), esc(&self.source));
-        writeln!(s, "| {} |", cells[0].iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")).unwrap();
-        writeln!(
-            s,
-            "|{}|",
-            cells[0].iter().enumerate().map(|(j, _)| if j == 0 { "---" } else { "---:" }).collect::<Vec<_>>().join("|")
-        )
-        .unwrap();
-        let mut group: Option<&String> = None;
-        for (i, line) in cells.iter().enumerate().skip(1) {
-            let g = self.rows[i - 1].group.as_ref();
-            if let Some(name) = g.filter(|_| g != group) {
-                writeln!(s, "| *{}* |{}", esc(name), " |".repeat(line.len() - 1)).unwrap();
+        let mut s =
+            format!("*{}.* {}\n\n<small>Source: {}.</small>\n\n", self.table, esc(&self.caption), esc(&self.source));
+        let texts: Vec<Vec<String>> =
+            self.rows.iter().map(|r| r.cells.iter().map(|c| self.md_cell(c)).collect()).collect();
+        for (b, block) in self.blocks().iter().enumerate() {
+            if b > 0 {
+                s.push('\n');
             }
-            group = g;
-            writeln!(s, "| {} |", line.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")).unwrap();
+            let head = std::iter::once(self.row_header.clone())
+                .chain(block.iter().map(|&j| self.columns[j].header()))
+                .map(|h| esc(&h))
+                .collect::<Vec<_>>();
+            writeln!(s, "| {} |", head.join(" | ")).unwrap();
+            writeln!(s, "|---|{}", "---:|".repeat(block.len())).unwrap();
+            let mut group: Option<&String> = None;
+            for (row, cells) in self.rows.iter().zip(&texts) {
+                let g = row.group.as_ref();
+                if let Some(name) = g.filter(|_| g != group) {
+                    writeln!(s, "| *{}* |{}", esc(name), " |".repeat(block.len())).unwrap();
+                }
+                group = g;
+                let line: Vec<String> =
+                    std::iter::once(esc(&row.label)).chain(block.iter().map(|&j| cells[j].clone())).collect();
+                writeln!(s, "| {} |", line.join(" | ")).unwrap();
+            }
         }
         let marks = self.marks();
         writeln!(s, "\nMarks: {} ✓, {} ✗, {} ref.\n", marks.0, marks.1, marks.2).unwrap();
         for (id, text) in &self.notes {
-            writeln!(s, "- **{}**: {}", esc(id), text).unwrap();
+            let link = if self.cites(id) {
+                format!(" ([every cell with this cause](discrepancies.md#{}))", anchor("cause", id))
+            } else {
+                String::new()
+            };
+            writeln!(s, "- <a id=\"{}\"></a>**{}**: {}{link}", anchor("note", id), esc(id), esc(text)).unwrap();
         }
         s
+    }
+
+    /// Whether a ✗ of this report cites note `id`.
+    fn cites(&self, id: &str) -> bool {
+        self.rows.iter().flat_map(|r| &r.cells).any(|c| matches!(c, Value::Mark(Mark::Mismatch(Some(n))) if n == id))
+    }
+
+    /// A cell in markdown: a ✗ links to its note.
+    fn md_cell(&self, c: &Value) -> String {
+        match c {
+            Value::Mark(Mark::Mismatch(Some(id))) => format!("[✗ {id}](#{})", anchor("note", id)),
+            _ => c.text().replace('|', "\\|"),
+        }
+    }
+
+    /// The columns of each markdown block: families of columns (a quantity's pub, ours, Δ, mark)
+    /// packed in order while the estimated width fits [`BOOK_TABLE_PX`]; the views column is
+    /// repeated in every block.
+    fn blocks(&self) -> Vec<Vec<usize>> {
+        let width = |j: usize| {
+            let header = self.columns[j].header();
+            let word = header.split(' ').map(|w| w.chars().count()).max().unwrap_or(0);
+            // text with spaces wraps: count it as at most LABEL_CHARS
+            let chars =
+                |t: String| if t.contains(' ') { t.chars().count().min(LABEL_CHARS) } else { t.chars().count() };
+            let cell = self.rows.iter().map(|r| chars(r.cells[j].text())).max().unwrap_or(0);
+            word.max(cell) * CHAR_PX + CELL_PAD_PX
+        };
+        let label = self.rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0).min(LABEL_CHARS);
+        let fixed: Vec<usize> = (0..self.columns.len()).filter(|&j| self.columns[j].kind == Kind::Views).collect();
+        let fixed_px = label * CHAR_PX + CELL_PAD_PX + fixed.iter().map(|&j| width(j)).sum::<usize>();
+        // families: runs of columns sharing a quantity
+        let mut families: Vec<Vec<usize>> = Vec::new();
+        for j in (0..self.columns.len()).filter(|j| !fixed.contains(j)) {
+            let q = &self.columns[j].quantity;
+            match families.last_mut() {
+                Some(f) if q.is_some() && self.columns[*f.last().unwrap()].quantity == *q => f.push(j),
+                _ => families.push(vec![j]),
+            }
+        }
+        let mut blocks: Vec<Vec<usize>> = Vec::new();
+        let mut used = 0;
+        for f in families {
+            let px: usize = f.iter().map(|&j| width(j)).sum();
+            if blocks.is_empty() || used + px > BOOK_TABLE_PX {
+                blocks.push(fixed.clone());
+                used = fixed_px;
+            }
+            used += px;
+            blocks.last_mut().unwrap().extend(f);
+        }
+        if blocks.is_empty() {
+            blocks.push(fixed);
+        }
+        blocks
     }
 
     fn csv(&self) -> String {
@@ -691,6 +782,20 @@ pub fn row_views(row: &Row) -> Option<Views> {
 /// `book/src/generated` in this checkout.
 pub fn book_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("book/src/generated")
+}
+
+/// The width a markdown table block may take in the book: the content column at a 1280-pixel
+/// window (book/theme/custom.css), in the estimate below.
+const BOOK_TABLE_PX: usize = 900;
+/// The estimated width of one character of a table cell (14 px sans-serif) and a cell's padding.
+const CHAR_PX: usize = 8;
+const CELL_PAD_PX: usize = 17;
+/// Row labels wrap after about this many characters.
+const LABEL_CHARS: usize = 22;
+
+/// An HTML id for a note or a cause: `kind-` and the note id, spaces as dashes.
+pub fn anchor(kind: &str, id: &str) -> String {
+    format!("{kind}-{}", id.replace(' ', "-"))
 }
 
 /// The rows of a report with a ✗ that no note explains (for tests).

@@ -371,7 +371,8 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
     }
     Ok(Report {
         binary: "st_table8_recipe".into(),
-        title: format!("{} Table {} — {}", table.paper, table.table, table.caption),
+        table: format!("{} Table {}", table.paper, table.table),
+        caption: table.caption.clone(),
         source: format!("{} ({})", table.source, table.citation),
         row_header: "setting".into(),
         columns,
