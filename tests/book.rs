@@ -259,3 +259,31 @@ fn measured_outputs_cover_their_tables() {
         assert!(bench.contains(row), "bench_block.md: row {row} missing");
     }
 }
+
+/// Every display equation stands alone in an HTML block (`<div class="equation">` on the line
+/// before, `</div>` after): markdown then leaves the TeX that KaTeX keeps in the MathML untouched
+/// (inside a paragraph, `_i(V_` became emphasis and broke the equation out of its `<math>`).
+#[test]
+fn display_equations_are_html_blocks() {
+    let mut n = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.contains("$$")) {
+            assert!(
+                line.starts_with("$$ ") && line.ends_with(" $$") && i > 0 && i + 1 < lines.len(),
+                "{}:{}: a display equation is one line `$$ … $$`",
+                page.display(),
+                i + 1
+            );
+            assert!(
+                lines[i - 1] == "<div class=\"equation\">" && lines[i + 1] == "</div>",
+                "{}:{}: wrap the equation in <div class=\"equation\"> … </div>",
+                page.display(),
+                i + 1
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "ST-Adapter Eq. 2, AIM Eqs. 3-5, MST-Adapter Eqs. 6-9: found {n}");
+}
