@@ -1,6 +1,8 @@
 //! The book's figures, drawn by our code as SVG (plotters' SVG backend: text stays text, no font
 //! files). `cargo run --release --bin book_figures` writes them; a test keeps them current.
 
+pub mod arch;
+
 use plotters::prelude::*;
 
 use crate::count::Breakdown;
@@ -8,7 +10,13 @@ use crate::repro::published::{self, Cell};
 
 /// (file name, SVG) of every figure.
 pub fn all() -> anyhow::Result<Vec<(String, String)>> {
-    let mut out = vec![("k400_accuracy_vs_tunable.svg".to_string(), k400_bubbles()?)];
+    let mut out = vec![
+        ("k400_accuracy_vs_tunable.svg".to_string(), k400_bubbles()?),
+        ("arch_st_adapter.svg".to_string(), arch::st_adapter()),
+        ("arch_aim.svg".to_string(), arch::aim()),
+        ("arch_mst_adapter.svg".to_string(), arch::mst_adapter()),
+        ("arch_overview.svg".to_string(), arch::overview()),
+    ];
     for (name, b) in [
         ("st_adapter", crate::st_adapter::StAdapterCfg::vit_b16_12x384().breakdown()),
         ("aim", crate::aim::AimCfg::vitclip_base_k400().breakdown()),
