@@ -14,5 +14,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("wrote generated/discrepancies.md");
     std::fs::write(root.join("generated/tables_summary.md"), video_adapters::repro::tables_summary_markdown()?)?;
     eprintln!("wrote generated/tables_summary.md");
+    std::fs::write(root.join("generated/measured_tables.md"), video_adapters::repro::measured_markdown()?)?;
+    eprintln!("wrote generated/measured_tables.md");
     Ok(())
 }

@@ -14,33 +14,34 @@ use crate::st_adapter::{Position, StAdapterCfg};
 // ---------------------------------------------------------------------------------------------
 // A small SVG writer
 
-const FONT: &str = "font-family=\"DejaVu Sans, Verdana, Arial, sans-serif\"";
+pub(super) const FONT: &str = "font-family=\"DejaVu Sans, Verdana, Arial, sans-serif\"";
 const FROZEN: &str = "#e8e8e8";
 const ADAPTER: &str = "#fdd9a8";
 const ADAPTER_EDGE: &str = "#d9822b";
 const FREE: &str = "#ffffff";
-const STREAM: &str = "#555555";
+pub(super) const STREAM: &str = "#555555";
 
 /// What a box is: a frozen CLIP part, a trainable adapter, or a step without parameters.
 #[derive(Clone, Copy, PartialEq)]
-enum Part {
+pub(super) enum Part {
     Frozen,
     Adapter,
     Free,
 }
 
-struct Svg {
-    w: f64,
-    h: f64,
-    body: String,
+/// An SVG document being written (also used by the charts in `figures.rs`).
+pub(super) struct Svg {
+    pub(super) w: f64,
+    pub(super) h: f64,
+    pub(super) body: String,
 }
 
 impl Svg {
-    fn new(w: f64, h: f64) -> Self {
+    pub(super) fn new(w: f64, h: f64) -> Self {
         Svg { w, h, body: String::new() }
     }
 
-    fn text(&mut self, x: f64, y: f64, size: f64, anchor: &str, weight: &str, s: &str) {
+    pub(super) fn text(&mut self, x: f64, y: f64, size: f64, anchor: &str, weight: &str, s: &str) {
         let s = s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         writeln!(
             self.body,
@@ -49,7 +50,7 @@ impl Svg {
         .unwrap();
     }
 
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, stroke: &str, dash: bool) {
+    pub(super) fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, stroke: &str, dash: bool) {
         let dash = if dash { " stroke-dasharray=\"4 3\"" } else { "" };
         writeln!(
             self.body,
@@ -58,7 +59,7 @@ impl Svg {
         .unwrap();
     }
 
-    fn cell(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str) {
+    pub(super) fn cell(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str) {
         writeln!(
             self.body,
             "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{fill}\" stroke=\"#999\" stroke-width=\"0.4\"/>"
@@ -66,7 +67,7 @@ impl Svg {
         .unwrap();
     }
 
-    fn line(&mut self, pts: &[(f64, f64)], arrow: bool, color: &str) {
+    pub(super) fn line(&mut self, pts: &[(f64, f64)], arrow: bool, color: &str) {
         let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let head = if arrow { " marker-end=\"url(#arrow)\"" } else { "" };
         writeln!(
@@ -77,14 +78,14 @@ impl Svg {
         .unwrap();
     }
 
-    fn plus(&mut self, x: f64, y: f64) {
+    pub(super) fn plus(&mut self, x: f64, y: f64) {
         writeln!(self.body, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"7\" fill=\"#fff\" stroke=\"{STREAM}\"/>").unwrap();
         self.line(&[(x - 4.0, y), (x + 4.0, y)], false, STREAM);
         self.line(&[(x, y - 4.0), (x, y + 4.0)], false, STREAM);
     }
 
     /// A labelled box centred at x, top at y; returns its bottom.
-    fn part(&mut self, cx: f64, y: f64, w: f64, label: &str, sub: &str, part: Part) -> f64 {
+    pub(super) fn part(&mut self, cx: f64, y: f64, w: f64, label: &str, sub: &str, part: Part) -> f64 {
         let h = if sub.is_empty() { 26.0 } else { 38.0 };
         let (fill, stroke) = match part {
             Part::Frozen => (FROZEN, "#888"),
@@ -99,7 +100,7 @@ impl Svg {
         y + h
     }
 
-    fn finish(self) -> String {
+    pub(super) fn finish(self) -> String {
         format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n\
 <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{STREAM}\"/></marker></defs>\n\
@@ -110,7 +111,7 @@ impl Svg {
         )
     }
 
-    fn legend(&mut self, x: f64, y: f64) {
+    pub(super) fn legend(&mut self, x: f64, y: f64) {
         let mut x = x;
         for (label, part) in
             [("frozen CLIP", Part::Frozen), ("trained adapter", Part::Adapter), ("no parameters", Part::Free)]

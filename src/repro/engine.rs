@@ -166,11 +166,18 @@ impl Kind {
 pub struct Column {
     pub quantity: Option<String>,
     pub kind: Kind,
+    /// The fixture's column key the column shows or is compared with ("gflops"), if any.
+    pub key: Option<String>,
 }
 
 impl Column {
     pub fn new(quantity: Option<&str>, kind: Kind) -> Self {
-        Column { quantity: quantity.map(str::to_string), kind }
+        Column { quantity: quantity.map(str::to_string), kind, key: None }
+    }
+
+    /// The same column, tied to the fixture's column `key`.
+    pub fn key(self, key: &str) -> Self {
+        Column { key: Some(key.to_string()), ..self }
     }
 
     /// The one-line header ("Params (M) pub", "Δ", "views").
@@ -350,21 +357,29 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
         columns.push(Column::new(None, Kind::Views));
     }
     for c in &spec.computed {
+        let col = |kind| {
+            let col = Column::new(Some(c.label), kind);
+            match c.published {
+                Some(k) => col.key(k),
+                None => col,
+            }
+        };
         if c.published.is_some() {
-            columns.push(Column::new(Some(c.label), Kind::Published));
+            columns.push(col(Kind::Published));
         }
-        columns.push(Column::new(Some(c.label), Kind::Ours));
+        columns.push(col(Kind::Ours));
         if c.published.is_some() {
-            columns.extend([Column::new(Some(c.label), Kind::Delta), Column::new(Some(c.label), Kind::Mark)]);
+            columns.extend([col(Kind::Delta), col(Kind::Mark)]);
         }
     }
     let label_of = |key: &str| table.column(key).map_or(key.to_string(), |c| c.label.clone());
     for r in &spec.results {
         let label = label_of(r);
-        columns.extend([Column::new(Some(&label), Kind::Published), Column::new(Some(&label), Kind::Ours)]);
+        columns
+            .extend([Column::new(Some(&label), Kind::Published).key(r), Column::new(Some(&label), Kind::Ours).key(r)]);
     }
     for r in &spec.published_only {
-        columns.push(Column::new(Some(&label_of(r)), Kind::Published));
+        columns.push(Column::new(Some(&label_of(r)), Kind::Published).key(r));
     }
 
     let mut cited: Vec<String> = Vec::new();
@@ -503,6 +518,11 @@ impl Report {
         self.column(quantity, kind).map(|j| &row.cells[j])
     }
 
+    /// The cell of a row in the column of fixture key `key` and `kind`.
+    pub fn cell_by_key<'a>(&'a self, row: &'a OutRow, key: &str, kind: &Kind) -> Option<&'a Value> {
+        self.columns.iter().position(|c| c.key.as_deref() == Some(key) && &c.kind == kind).map(|j| &row.cells[j])
+    }
+
     /// Counts of marks: (✓, ✗, ref).
     pub fn marks(&self) -> (usize, usize, usize) {
         let mut m = (0, 0, 0);
@@ -635,6 +655,21 @@ impl Report {
     /// ✗ a link to its note, the notes with anchors.
     fn markdown(&self) -> String {
         let esc = |c: &str| c.replace('|', "\\|");
+        let mut s = self.book_table();
+        for (id, text) in &self.notes {
+            let link = if self.cites(id) {
+                format!(" ([every cell with this cause](discrepancies.md#{}))", anchor("cause", id))
+            } else {
+                String::new()
+            };
+            writeln!(s, "- <a id=\"{}\"></a>**{}**: {}{link}", anchor("note", id), esc(id), esc(text)).unwrap();
+        }
+        s
+    }
+
+    /// The caption, the source, the table blocks and the marks line, without the notes.
+    pub fn book_table(&self) -> String {
+        let esc = |c: &str| c.replace('|', "\\|");
         let mut s =
             format!("*{}.* {}\n\n<small>Source: {}.</small>\n\n", self.table, esc(&self.caption), esc(&self.source));
         let texts: Vec<Vec<String>> =
@@ -661,21 +696,16 @@ impl Report {
                 writeln!(s, "| {} |", line.join(" | ")).unwrap();
             }
         }
-        let marks = self.marks();
-        writeln!(s, "\nMarks: {} ✓, {} ✗, {} ref.\n", marks.0, marks.1, marks.2).unwrap();
-        for (id, text) in &self.notes {
-            let link = if self.cites(id) {
-                format!(" ([every cell with this cause](discrepancies.md#{}))", anchor("cause", id))
-            } else {
-                String::new()
-            };
-            writeln!(s, "- <a id=\"{}\"></a>**{}**: {}{link}", anchor("note", id), esc(id), esc(text)).unwrap();
+        if self.columns.iter().any(|c| c.kind == Kind::Mark) {
+            let marks = self.marks();
+            writeln!(s, "\nMarks: {} ✓, {} ✗, {} ref.", marks.0, marks.1, marks.2).unwrap();
         }
+        s.push('\n');
         s
     }
 
     /// Whether a ✗ of this report cites note `id`.
-    fn cites(&self, id: &str) -> bool {
+    pub fn cites(&self, id: &str) -> bool {
         self.rows.iter().flat_map(|r| &r.cells).any(|c| matches!(c, Value::Mark(Mark::Mismatch(Some(n))) if n == id))
     }
 
@@ -782,6 +812,150 @@ pub fn row_views(row: &Row) -> Option<Views> {
 /// `book/src/generated` in this checkout.
 pub fn book_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("book/src/generated")
+}
+
+impl Report {
+    /// Reads back a report this renderer wrote as markdown (one table or its blocks): the committed
+    /// outputs of measured runs (book/src/measured/), so that the book can show them in its current
+    /// form and chart them. Columns are typed from their headers ("X pub", "X ours", Δ, mark,
+    /// anything else a measured column); cells keep their printed text and decimals, so rendering
+    /// the result prints the same cells.
+    pub fn from_markdown(binary: &str, text: &str) -> anyhow::Result<Report> {
+        let unesc = |c: &str| c.trim().replace("\\|", "|");
+        let split = |line: &str| -> Vec<String> {
+            let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+            let mut cells = Vec::new();
+            let mut cur = String::new();
+            let mut prev = ' ';
+            for ch in inner.chars() {
+                if ch == '|' && prev != '\\' {
+                    cells.push(unesc(&cur));
+                    cur.clear();
+                } else {
+                    cur.push(ch);
+                }
+                prev = ch;
+            }
+            cells.push(unesc(&cur));
+            cells
+        };
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        let (table, caption) = match first.trim_start_matches('#').trim().split_once(" — ") {
+            Some((t, c)) if first.starts_with('#') => (t.to_string(), c.to_string()),
+            _ => {
+                let l = first.trim_start_matches('*');
+                let (t, c) = l.split_once(".* ").ok_or_else(|| anyhow::anyhow!("{binary}: no title line"))?;
+                (t.to_string(), c.to_string())
+            }
+        };
+        let source = text
+            .lines()
+            .find_map(|l| {
+                let l = l.trim().trim_start_matches("<small>").trim_start_matches('*');
+                l.strip_prefix("Source: ")
+                    .map(|s| s.trim_end_matches("</small>").trim_end_matches('*').trim_end_matches('.').to_string())
+            })
+            .unwrap_or_default();
+        let mut rep = Report {
+            binary: binary.into(),
+            table,
+            caption,
+            source,
+            row_header: "row".into(),
+            columns: Vec::new(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        let mut block = 0;
+        while i < lines.len() {
+            if !(lines[i].starts_with('|') && lines.get(i + 1).is_some_and(|l| l.starts_with("|---"))) {
+                if let Some(note) = lines[i].strip_prefix("- ") {
+                    let note = note.split("</a>").last().unwrap_or(note);
+                    if let Some((id, text)) = note.strip_prefix("**").and_then(|n| n.split_once("**: ")) {
+                        // without the link to the discrepancies page the renderer adds
+                        let text = text.split(" ([every cell with this cause](").next().unwrap_or(text);
+                        rep.notes.push((id.to_string(), text.to_string()));
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let header = split(lines[i]);
+            rep.row_header = header[0].clone();
+            // the views column and the label repeat in every block: keep them once
+            let fresh: Vec<usize> = (1..header.len()).filter(|&j| !(block > 0 && header[j] == "views")).collect();
+            for &j in &fresh {
+                let h = &header[j];
+                let col = if let Some(q) = h.strip_suffix(" pub") {
+                    Column::new(Some(q), Kind::Published)
+                } else if let Some(q) = h.strip_suffix(" ours") {
+                    Column::new(Some(q), Kind::Ours)
+                } else if h == "views" {
+                    Column::new(None, Kind::Views)
+                } else if h == "Δ" || h == "mark" {
+                    let q = rep.columns.last().and_then(|c| c.quantity.clone());
+                    Column { quantity: q, kind: if h == "Δ" { Kind::Delta } else { Kind::Mark }, key: None }
+                } else {
+                    Column::new(None, Kind::Measured(h.clone()))
+                };
+                rep.columns.push(col);
+            }
+            i += 2;
+            let mut r = 0;
+            let mut group = None;
+            while i < lines.len() && lines[i].starts_with('|') {
+                let cells = split(lines[i]);
+                i += 1;
+                if cells[1..].iter().all(|c| c.is_empty()) && cells[0].starts_with('*') {
+                    group = Some(cells[0].trim_matches('*').to_string());
+                    continue;
+                }
+                if block == 0 {
+                    rep.rows.push(OutRow {
+                        id: format!("row{r}"),
+                        label: cells[0].clone(),
+                        group: group.clone(),
+                        cells: Vec::new(),
+                    });
+                }
+                let row =
+                    rep.rows.get_mut(r).ok_or_else(|| anyhow::anyhow!("{binary}: block {block} has more rows"))?;
+                for &j in &fresh {
+                    let c = cells.get(j).cloned().unwrap_or_default();
+                    let is_mark =
+                        rep.columns[rep.columns.len() - fresh.len() + fresh.iter().position(|x| *x == j).unwrap()].kind
+                            == Kind::Mark;
+                    // a linked mark "[✗ id](#note-id)" reads as "✗ id"
+                    let c = match c.strip_prefix('[').and_then(|m| m.split_once("](")) {
+                        Some((m, _)) => m.to_string(),
+                        None => c,
+                    };
+                    let value = if is_mark && c == "✓" {
+                        Value::Mark(Mark::Match)
+                    } else if is_mark && c == "ref" {
+                        Value::Mark(Mark::Reference)
+                    } else if let (true, Some(id)) = (is_mark, c.strip_prefix("✗ ")) {
+                        Value::Mark(Mark::Mismatch((id != "?").then(|| id.to_string())))
+                    } else if c.is_empty() {
+                        Value::Blank
+                    } else if c == "—" {
+                        Value::Fixed { value: None, decimals: 0 }
+                    } else if let (false, Ok(v)) = (c.starts_with('+'), c.parse::<f64>()) {
+                        Value::Fixed { value: Some(v), decimals: c.split_once('.').map_or(0, |(_, d)| d.len()) }
+                    } else {
+                        Value::Text(c)
+                    };
+                    row.cells.push(value);
+                }
+                r += 1;
+            }
+            block += 1;
+        }
+        anyhow::ensure!(!rep.rows.is_empty(), "{binary}: no table found");
+        Ok(rep)
+    }
 }
 
 /// The width a markdown table block may take in the book: the content column at a 1280-pixel

@@ -260,3 +260,56 @@ pub fn tables_summary_markdown() -> anyhow::Result<String> {
     s += &format!("| **all** | {} | {} | {} | {} | |\n", total.0, total.1, total.2, total.3);
     Ok(s)
 }
+
+/// The measured tables as committed (`book/src/measured/<binary>.md`, written by
+/// scripts/measure_tables.sh), read back into reports.
+pub fn measured_reports() -> anyhow::Result<Vec<Report>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    let mut out = Vec::new();
+    for (name, runner) in all() {
+        if !matches!(runner, Runner::Spec(_, Some(_))) {
+            continue;
+        }
+        let path = dir.join(format!("{name}.md"));
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        out.push(Report::from_markdown(name, &text)?);
+    }
+    Ok(out)
+}
+
+/// The Performance chapter's measured tables, from the committed runs, in the book's current table
+/// form: a note that several tables carry word for word is stated once, before them, with the
+/// tables it belongs to; each table then has its own notes.
+pub fn measured_markdown() -> anyhow::Result<String> {
+    let reports = measured_reports()?;
+    let mut shared: Vec<(&String, &String, Vec<&String>)> = Vec::new(); // (id, text, tables)
+    for rep in &reports {
+        for (id, text) in &rep.notes {
+            match shared.iter_mut().find(|(i, t, _)| *i == id && *t == text) {
+                Some(n) => n.2.push(&rep.table),
+                None => shared.push((id, text, vec![&rep.table])),
+            }
+        }
+    }
+    shared.retain(|n| n.2.len() > 1);
+    let mut s = String::from("Notes that several of these tables share, stated once:\n\n");
+    for (id, text, tables) in &shared {
+        let names: Vec<&str> = tables.iter().map(|t| t.as_str()).collect();
+        s += &format!("- **{id}** ({}): {text}\n", names.join(", "));
+    }
+    for rep in &reports {
+        s += &format!("\n### {}\n\n", rep.table);
+        s += &rep.book_table();
+        for (id, text) in &rep.notes {
+            if !shared.iter().any(|(i, t, _)| *i == id && *t == text) {
+                let anchor = if rep.cites(id) {
+                    format!("<a id=\"{}\"></a>", engine::anchor("note", id))
+                } else {
+                    String::new()
+                };
+                s += &format!("- {anchor}**{id}**: {text}\n");
+            }
+        }
+    }
+    Ok(s)
+}
