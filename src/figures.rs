@@ -134,7 +134,14 @@ impl Labels {
         Labels { taken: points.iter().map(|&(x, y, r)| (x - r, y - r, x + r, y + r)).collect() }
     }
 
-    fn place(&mut self, svg: &mut Svg, x: f64, y: f64, r: f64, size: f64, text: &str, bounds: (f64, f64, f64, f64)) {
+    fn place(
+        &mut self,
+        svg: &mut Svg,
+        (x, y, r): (f64, f64, f64),
+        size: f64,
+        text: &str,
+        bounds: (f64, f64, f64, f64),
+    ) {
         let w = 0.58 * size * text.chars().count() as f64;
         let h = size;
         let gap = r + 3.0;
@@ -288,7 +295,7 @@ fn k400_bubbles() -> anyhow::Result<String> {
             continue;
         }
         done.push(key);
-        labels.place(&mut svg, x.at(p.tunable), y.at(p.top1), radius(p.gflops).min(10.0), 11.0, &p.label, bounds);
+        labels.place(&mut svg, (x.at(p.tunable), y.at(p.top1), radius(p.gflops).min(10.0)), 11.0, &p.label, bounds);
     }
     // legend and size key, under the chart
     let ly = h - 78.0;
@@ -329,10 +336,12 @@ fn k400_bubbles() -> anyhow::Result<String> {
 
 /// (part, parameters) of one adapter position; the parts are split as the configs build them.
 type Parts = Vec<(&'static str, u64)>;
+/// (model, its trainable count, (position, parts) rows).
+type ModelParts = (String, u64, Vec<(String, Parts)>);
 
 /// The parts of the three K400 ViT-B/16 presets: for each position of the block that holds
 /// adapters, the adapters' parts summed over the blocks; then the rest (head, embeddings).
-fn trainable_parts() -> Vec<(String, u64, Vec<(String, Parts)>)> {
+fn trainable_parts() -> Vec<ModelParts> {
     let st = StAdapterCfg::vit_b16_12x384();
     let (c, w) = (st.clip.width as u64, st.adapter_width as u64);
     let n = (0..st.clip.layers).filter(|&i| st.blocks.contains(i, st.clip.layers)).count() as u64;
@@ -479,7 +488,7 @@ fn breakdown_bars() -> anyhow::Result<String> {
     let mut lx = 20.0;
     let ly = y + 72.0;
     for (part, c) in PART_COLOURS.iter().filter(|(p, _)| !p.is_empty()) {
-        svg.rect(lx, ly - 11.0, 16.0, 14.0, c, c, false);
+        svg.rect((lx, ly - 11.0, 16.0, 14.0), c, c, false);
         svg.text(lx + 22.0, ly, 13.0, "start", "normal", part);
         lx += 44.0 + 7.8 * part.chars().count() as f64;
     }
@@ -588,7 +597,7 @@ fn published_vs_ours() -> anyhow::Result<String> {
             continue;
         }
         done.push(key);
-        labels.place(&mut svg, x.at(p.published), y.at(p.ratio), 4.0, 11.0, note, (x.p0, y.p1, x.p1, y.p0));
+        labels.place(&mut svg, (x.at(p.published), y.at(p.ratio), 4.0), 11.0, note, (x.p0, y.p1, x.p1, y.p0));
     }
     let ly = h - 34.0;
     let items: [(&str, bool, &str); 4] = [
@@ -676,9 +685,7 @@ fn measured_vs_published() -> anyhow::Result<String> {
     for (p, q, quantity, label) in &pts {
         labels.place(
             &mut svg,
-            x.at(*p),
-            y.at(*q),
-            5.0,
+            (x.at(*p), y.at(*q), 5.0),
             11.0,
             &format!("{label} ({quantity})"),
             (x.p0, y.p1, x.p1, y.p0),

@@ -50,7 +50,7 @@ impl Svg {
         .unwrap();
     }
 
-    pub(super) fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, stroke: &str, dash: bool) {
+    pub(super) fn rect(&mut self, (x, y, w, h): (f64, f64, f64, f64), fill: &str, stroke: &str, dash: bool) {
         let dash = if dash { " stroke-dasharray=\"4 3\"" } else { "" };
         writeln!(
             self.body,
@@ -92,7 +92,7 @@ impl Svg {
             Part::Adapter => (ADAPTER, ADAPTER_EDGE),
             Part::Free => (FREE, "#888"),
         };
-        self.rect(cx - w / 2.0, y, w, h, fill, stroke, part == Part::Free);
+        self.rect((cx - w / 2.0, y, w, h), fill, stroke, part == Part::Free);
         self.text(cx, y + 17.0, 13.0, "middle", "normal", label);
         if !sub.is_empty() {
             self.text(cx, y + 31.0, 11.0, "middle", "normal", sub);
@@ -121,7 +121,7 @@ impl Svg {
                 Part::Adapter => (ADAPTER, ADAPTER_EDGE),
                 Part::Free => (FREE, "#888"),
             };
-            self.rect(x, y - 11.0, 22.0, 14.0, fill, stroke, part == Part::Free);
+            self.rect((x, y - 11.0, 22.0, 14.0), fill, stroke, part == Part::Free);
             self.text(x + 28.0, y, 12.0, "start", "normal", label);
             x += 40.0 + 7.5 * label.len() as f64;
         }
