@@ -28,6 +28,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod parity;
+pub mod proxy;
 pub mod recipe;
 pub mod repro;
 pub mod st_adapter;
