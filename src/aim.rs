@@ -33,15 +33,15 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
-use crate::clip::ClipCfg;
+use crate::clip::vit::{
+    clip_block, maybe, residual, trains, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer,
+};
+use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
 use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
-use crate::param::{Params, Walk, WalkMut};
-use crate::st_adapter::Blocks;
 
 /// An AIM video model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -236,42 +236,56 @@ pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub drop_path: f64,
 }
 
+/// The block's three stages (AIM Eqs. 3–5), each a residual branch on the frozen CLIP weights:
+/// temporal `x += T_Adapter(T-MSA(ln_1(x)))`, spatial `x += S_Adapter(S-MSA(ln_1(x)))`, joint
+/// `x += MLP(ln_2(x)) + s·MLP_Adapter(ln_2(x))`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+    fn stages(&self) -> usize {
+        3
+    }
+
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let clip = &self.clip;
-        // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
-        let x = match &self.t_adapter {
-            Some(t_adapter) => residual(x, |x| {
-                let h = clip.ln_1.forward(x);
-                let h = match &self.t_adapter_in {
-                    Some(a) => a.forward(h),
-                    None => h,
-                };
-                let h = clip.attn.forward(h, SeqAxis::Frames { frames: grid.t });
-                drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
+        match i {
+            // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
+            0 => maybe(self.t_adapter.as_ref(), x, |t_adapter, x| {
+                residual(x, |x| {
+                    let h = clip.ln_1.forward(x);
+                    let h = maybe(self.t_adapter_in.as_ref(), h, |a, h| a.forward(h));
+                    let h = clip.attn.forward(h, SeqAxis::Frames { frames: grid.t });
+                    drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
+                })
             }),
-            None => x,
-        };
-        // spatial adaptation: S_Adapter (with skip) on the attention output
-        let x = residual(x, |x| {
-            let h = clip.attention(x, SeqAxis::Tokens);
-            match &self.s_adapter {
-                Some(a) => a.forward(h),
-                None => h,
-            }
-        });
-        // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
-        residual(x, |x| {
-            let (xn, tape) = clip.ln_2.forward(x).split_tape();
-            let h = clip.mlp.forward(xn.clone().put_tape(tape));
-            match &self.mlp_adapter {
-                Some(a) => {
+            // spatial adaptation: S_Adapter (with skip) on the attention output
+            1 => residual(x, |x| {
+                let h = clip.attention(x, SeqAxis::Tokens);
+                maybe(self.s_adapter.as_ref(), h, |a, h| a.forward(h))
+            }),
+            // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
+            _ => residual(x, |x| {
+                let (xn, tape) = clip.ln_2.forward(x).split_tape();
+                let h = clip.mlp.forward(xn.clone().put_tape(tape));
+                maybe(self.mlp_adapter.as_ref(), h, |a, h| {
                     let j = ops::scale(a.forward(xn.retaped::<T>()), self.scale);
                     ops::add(h, drop_path_tokens(j, self.drop_path, ctx))
-                }
-                None => h,
+                })
+            }),
+        }
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        let clip = &self.clip;
+        match i {
+            0 => {
+                self.t_adapter.is_some()
+                    && (trains(&self.t_adapter)
+                        || trains(&self.t_adapter_in)
+                        || trains(&clip.ln_1)
+                        || trains(&clip.attn))
             }
-        })
+            1 => trains(&self.s_adapter) || trains(&clip.ln_1) || trains(&clip.attn),
+            _ => trains(&self.mlp_adapter) || trains(&clip.ln_2) || trains(&clip.mlp),
+        }
     }
 }
 // ANCHOR_END: block
@@ -321,10 +335,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Aim<C, E, D> {
         ctx.tap("backbone_out", &cls);
         let x = ops::mean_over_frames(cls, grid.t); // (B, C)
         ctx.tap("pre_logits", &x);
-        let x = match ctx.drop_factors(x.shape().0 * C, self.cls_head.dropout) {
-            Some(f) => ops::elementwise::mask(x, f, 1),
-            None => x,
-        };
+        let x = ops::dropout(x, self.cls_head.dropout, ctx);
         let logits = self.cls_head.fc_cls.forward(x);
         ctx.tap("logits", &logits);
         logits
@@ -367,9 +378,8 @@ impl AimCfg {
 /// The official constructors `ViT_CLIP(**backbone)` + `I3DHead(**cls_head)` as a config. Unknown
 /// keywords are errors.
 pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
-    use anyhow::{bail, Context};
-    let bb = kw.get("backbone").and_then(|v| v.as_object()).context("constructor_kwargs.backbone missing")?;
-    let head = kw.get("cls_head").and_then(|v| v.as_object()).context("constructor_kwargs.cls_head missing")?;
+    use crate::official::Kwargs;
+    use anyhow::bail;
     const BB: [&str; 10] = [
         "input_resolution",
         "num_frames",
@@ -383,55 +393,29 @@ pub fn from_official_kwargs(kw: &serde_json::Value) -> anyhow::Result<AimCfg> {
         "pretrained",
     ];
     const HEAD: [&str; 5] = ["num_classes", "in_channels", "dropout_ratio", "spatial_type", "init_std"];
-    if let Some(k) = bb.keys().find(|k| !BB.contains(&k.as_str())) {
-        bail!("AIM backbone keyword `{k}` is not supported by this port");
+    let bb = Kwargs::new("AIM backbone (ViT_CLIP)", kw.get("backbone"), &BB)?;
+    let head = Kwargs::new("AIM cls_head (I3DHead)", kw.get("cls_head"), &HEAD)?;
+    if let Some(s) = head.opt_str("spatial_type")?.filter(|s| *s != "avg") {
+        bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
     }
-    if let Some(k) = head.keys().find(|k| !HEAD.contains(&k.as_str())) {
-        bail!("I3DHead keyword `{k}` is not supported by this port");
+    let clip = bb.clip()?;
+    if let Some(c) = head.opt_int("in_channels")?.filter(|c| *c != clip.width) {
+        bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
     }
-    if let Some(s) = head.get("spatial_type").and_then(|v| v.as_str()) {
-        if s != "avg" {
-            bail!("I3DHead spatial_type `{s}` is not supported (only 'avg')");
-        }
-    }
-    let int = |o: &serde_json::Map<String, serde_json::Value>, k: &str| {
-        o.get(k)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .with_context(|| format!("`{k}` missing or not an integer"))
-    };
-    let num = |o: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| {
-        o.get(k).map_or(Ok(d), |v| v.as_f64().with_context(|| format!("`{k}` is not a number")))
-    };
-    let clip = ClipCfg {
-        input_resolution: int(bb, "input_resolution")?,
-        patch_size: int(bb, "patch_size")?,
-        width: int(bb, "width")?,
-        layers: int(bb, "layers")?,
-        heads: int(bb, "heads")?,
-        ..ClipCfg::vit_b16()
-    };
-    clip.validate().map_err(anyhow::Error::msg)?;
-    if let Some(c) = head.get("in_channels").and_then(|v| v.as_u64()) {
-        if c as usize != clip.width {
-            bail!("I3DHead in_channels {c} differs from the backbone width {}", clip.width);
-        }
-    }
-    let num_tadapter =
-        bb.get("num_tadapter").map_or(Ok(1), |v| v.as_u64().map(|v| v as usize).context("num_tadapter"))?;
+    let num_tadapter = bb.opt_int("num_tadapter")?.unwrap_or(1);
     if !(1..=2).contains(&num_tadapter) {
         bail!("num_tadapter must be 1 or 2, is {num_tadapter}");
     }
     let layers = clip.layers;
     Ok(AimCfg {
         clip,
-        num_classes: int(head, "num_classes")?,
-        frames: int(bb, "num_frames")?,
+        num_classes: head.int("num_classes")?,
+        frames: bb.int("num_frames")?,
         mlp_ratio: 0.25,
-        adapter_scale: num(bb, "adapter_scale", 0.5)?,
+        adapter_scale: bb.num("adapter_scale", 0.5)?,
         num_tadapter,
-        drop_path_rate: num(bb, "drop_path_rate", 0.0)?,
-        dropout: num(head, "dropout_ratio", 0.5)?,
+        drop_path_rate: bb.num("drop_path_rate", 0.0)?,
+        dropout: head.num("dropout_ratio", 0.5)?,
         spatial: true,
         temporal: true,
         joint: true,
@@ -452,13 +436,11 @@ crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] AimBlock<C, E, D>
     module "T_Adapter_in" => t_adapter_in,
 });
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for Aim<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("backbone", &self.backbone);
-        w.module("cls_head.fc_cls", &self.cls_head.fc_cls);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("backbone", &mut self.backbone);
-        w.module("cls_head.fc_cls", &mut self.cls_head.fc_cls);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] I3dHead<C, E, D> {
+    module "fc_cls" => fc_cls,
+});
+
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Aim<C, E, D> {
+    module "backbone" => backbone,
+    module "cls_head" => cls_head,
+});

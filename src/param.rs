@@ -172,6 +172,17 @@ pub fn set_trainable<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, pred:
     visit_mut(m, &mut Marker(pred));
 }
 
+/// A parameter on its own is a module with one tensor under the module's key, so optional
+/// parameters (`Option<Param<..>>`) are walked like optional modules.
+impl<S: Shape, E: Real, D: KitDevice<E>> Params<E, D> for Param<S, E, D> {
+    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
+        w.param("", self);
+    }
+    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
+        w.param("", self);
+    }
+}
+
 impl<E: Real, D: KitDevice<E>, M: Params<E, D>> Params<E, D> for Vec<M> {
     fn walk<W: Walk<E, D>>(&self, w: &mut W) {
         for (i, m) in self.iter().enumerate() {
@@ -198,16 +209,28 @@ impl<E: Real, D: KitDevice<E>, M: Params<E, D>> Params<E, D> for Option<M> {
     }
 }
 
-/// Implements [`Params`] for a struct whose parameters are fields: each entry is
-/// `param "key" => field` (a [`Param`]) or `module "key" => field` (anything [`Params`]; an empty
-/// key keeps the child's keys at this level). The generics must name the element type `E` and
-/// the device `D`.
+/// Implements [`Params`] for a module, listing its keys once.
+///
+/// The field form, for structs whose parameters are fields: each entry is `param "key" => field`
+/// (a [`Param`]) or `module "key" => field` (anything [`Params`], including `Option`s and `Vec`s; an
+/// empty key keeps the child's keys at this level):
 ///
 /// ```ignore
 /// impl_params!([const C: usize, E: Real, D: KitDevice<E>] Adapter<C, E, D> {
 ///     module "fc1" => fc1, module "conv" => conv, module "fc2" => fc2,
 /// });
 /// ```
+///
+/// The body form, for enums and optional tensors: one body, written with `r!(place)` where a field
+/// is borrowed; the macro expands it once with `&` (for `walk`) and once with `&mut` (`walk_mut`):
+///
+/// ```ignore
+/// impl_params!([E: Real, D: KitDevice<E>] Weights<E, D>, |m, w| {
+///     if let Weights::Learned(p) = r!(*m) { w.param("", p) }
+/// });
+/// ```
+///
+/// The generics must name the element type `E` and the device `D`.
 #[macro_export]
 macro_rules! impl_params {
     ([$($g:tt)*] $t:ty { $($kind:ident $key:literal => $field:ident),* $(,)? }) => {
@@ -217,6 +240,30 @@ macro_rules! impl_params {
             }
             fn walk_mut<W: $crate::param::WalkMut<E, D>>(&mut self, w: &mut W) {
                 $( w.$kind($key, &mut self.$field); )*
+            }
+        }
+    };
+    ([$($g:tt)*] $t:ty, |$m:ident, $w:ident| $body:block) => {
+        impl<$($g)*> $crate::param::Params<E, D> for $t {
+            #[allow(unused_macros)]
+            fn walk<W: $crate::param::Walk<E, D>>(&self, $w: &mut W) {
+                macro_rules! r {
+                    ($place:expr) => {
+                        &$place
+                    };
+                }
+                let $m = self;
+                $body
+            }
+            #[allow(unused_macros)]
+            fn walk_mut<W: $crate::param::WalkMut<E, D>>(&mut self, $w: &mut W) {
+                macro_rules! r {
+                    ($place:expr) => {
+                        &mut $place
+                    };
+                }
+                let $m = self;
+                $body
             }
         }
     };

@@ -14,7 +14,7 @@ use dfdx::prelude::*;
 use crate::clip::weights::{read_all, KeyMap};
 use crate::context::Ctx;
 use crate::init::Init;
-use crate::models::{BaselineCfg, ModelCfg};
+use crate::registry::{BaselineCfg, ModelCfg};
 
 /// The pass criterion on every compared tensor: max |ours − official| ≤ 1e-4 (fp32).
 pub const TOLERANCE: f64 = 1e-4;

@@ -25,16 +25,15 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::{
-    clip_block, head, residual, Block, FrameClassifier, ResidualAttentionBlock, Tokens, VisionTransformer,
+    clip_block, head, head_lines, maybe, trains, Block, FrameClassifier, ResidualAttentionBlock, Tokens,
+    VisionTransformer,
 };
-use crate::clip::ClipCfg;
+use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
-use crate::count::{
-    dwconv_macs, encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown,
-};
+use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
-use crate::ops::{self, dwconv3d::DwConv3d, promote, Grid, Kernel3, Linear, SeqAxis};
+use crate::ops::{self, dwconv3d::DwConv3d, Grid, Kernel3, Linear};
 use crate::param::Param;
 
 /// Where in a block an adapter sits (Table 5c).
@@ -46,24 +45,6 @@ pub enum Position {
     PreMlp,
     /// After the MLP residual: `adapter_post_mlp` ("after FFN"; not in the official code).
     PostMlp,
-}
-
-/// Which blocks carry adapters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Blocks {
-    /// The last n blocks: the official `adapter_layers` (`i >= layers - adapter_layers`).
-    Last(usize),
-    /// These blocks (0-based), for Table 5b's groups.
-    List(Vec<usize>),
-}
-
-impl Blocks {
-    pub fn contains(&self, i: usize, layers: usize) -> bool {
-        match self {
-            Blocks::Last(n) => i + n >= layers,
-            Blocks::List(v) => v.contains(&i),
-        }
-    }
 }
 
 /// An ST-Adapter video model: the CLIP encoder with adapters, and the frame-averaging head.
@@ -171,18 +152,6 @@ impl StAdapterCfg {
     }
 }
 
-/// ST-Adapter's head (shared with the frame-wise baseline): `ln_post` (frozen) on the mean of the
-/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
-pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
-    b.line(
-        "ln_post (after the mean over T)",
-        &[&format!("{prefix}ln_post.")],
-        layer_norm_params(c),
-        false,
-        layer_norm_macs(1, c),
-    );
-    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
-}
 // ANCHOR_END: count
 
 // ANCHOR: adapter
@@ -245,44 +214,34 @@ pub struct StBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub adapter_post_mlp: Option<Adapter<C, E, D>>,
 }
 
+/// The block's five stages, the absent adapters being identities:
+/// `x = A_attn(x)`, `x += attn(ln_1(x))`, `x = A_mlp(x)`, `x += mlp(ln_2(x))`, `x = A_post(x)`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for StBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let x = apply(&self.adapter_pre_attn, x, grid);
-        let x = residual(x, |x| self.clip.attention(x, SeqAxis::Tokens));
-        let x = apply(&self.adapter_pre_mlp, x, grid);
-        let x = residual(x, |x| self.clip.feed_forward(x));
-        apply(&self.adapter_post_mlp, x, grid)
+    fn stages(&self) -> usize {
+        5
     }
 
-    /// Entered untraced with a frozen CLIP block, the stream is promoted at the first adapter, so
-    /// the attention before a pre-MLP adapter records nothing for the backward pass.
-    fn forward_entering<T: Tape<E, D>>(&self, x: Tokens<C, E, D>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        if self.adapter_pre_attn.is_some() || crate::param::param_list(&self.clip).iter().any(|p| p.trainable) {
-            return self.forward(promote(x), grid, ctx);
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        match i {
+            0 => maybe(self.adapter_pre_attn.as_ref(), x, |a, x| a.forward(x, grid)),
+            1 => self.clip.stage(0, x, grid, ctx),
+            2 => maybe(self.adapter_pre_mlp.as_ref(), x, |a, x| a.forward(x, grid)),
+            3 => self.clip.stage(1, x, grid, ctx),
+            _ => maybe(self.adapter_post_mlp.as_ref(), x, |a, x| a.forward(x, grid)),
         }
-        let x = residual(x, |x| self.clip.attention(x, SeqAxis::Tokens));
-        if self.adapter_pre_mlp.is_some() {
-            let x = apply(&self.adapter_pre_mlp, promote(x), grid);
-            let x = residual(x, |x| self.clip.feed_forward(x));
-            return apply(&self.adapter_post_mlp, x, grid);
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        match i {
+            0 => trains(&self.adapter_pre_attn),
+            1 => self.clip.stage_trains(0),
+            2 => trains(&self.adapter_pre_mlp),
+            3 => self.clip.stage_trains(1),
+            _ => trains(&self.adapter_post_mlp),
         }
-        let x = residual(x, |x| self.clip.feed_forward(x));
-        apply(&self.adapter_post_mlp, promote(x), grid)
     }
 }
-
 // ANCHOR_END: block
-
-fn apply<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
-    a: &Option<Adapter<C, E, D>>,
-    x: Tokens<C, E, D, T>,
-    grid: Grid,
-) -> Tokens<C, E, D, T> {
-    match a {
-        Some(a) => a.forward(x, grid),
-        None => x,
-    }
-}
 
 /// ST-Adapter's video model (the official `VisionTransformer` of `models_adapter.py`): keys
 /// `conv1.weight`, …, `transformer.resblocks.{i}.adapter_pre_mlp.{fc1,conv,fc2}.*`, …, `fc.*`.
@@ -324,7 +283,6 @@ crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] StBlock<C, E, D> 
 /// The official constructor `VisionTransformer(**kwargs)` as a config. Every keyword must be
 /// known: an unknown one is an error (naming it), never silently ignored.
 pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Result<StAdapterCfg> {
-    use anyhow::{bail, Context};
     const KNOWN: [&str; 11] = [
         "input_resolution",
         "patch_size",
@@ -338,52 +296,26 @@ pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Re
         "adapter_pre_attn",
         "adapter_pre_mlp",
     ];
-    let obj = kw.as_object().context("constructor_kwargs is not an object")?;
-    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        bail!("ST-Adapter constructor keyword `{k}` is not supported by this port");
-    }
-    let int = |k: &str| {
-        obj.get(k)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .with_context(|| format!("constructor_kwargs.{k} missing or not an integer"))
-    };
-    let flag = |k: &str| {
-        obj.get(k).and_then(|v| v.as_bool()).with_context(|| format!("constructor_kwargs.{k} missing or not a bool"))
-    };
-    let ks: Vec<usize> = obj
-        .get("adapter_kernel_size")
-        .and_then(|v| v.as_array())
-        .context("constructor_kwargs.adapter_kernel_size missing")?
-        .iter()
-        .map(|v| v.as_u64().map(|v| v as usize).context("adapter_kernel_size entries must be integers"))
-        .collect::<anyhow::Result<_>>()?;
+    let kw = crate::official::Kwargs::new("ST-Adapter constructor", Some(kw), &KNOWN)?;
+    let ks = kw.ints("adapter_kernel_size")?;
     if ks.len() != 3 {
-        bail!("adapter_kernel_size must have 3 entries, has {}", ks.len());
+        anyhow::bail!("adapter_kernel_size must have 3 entries, has {}", ks.len());
     }
-    let clip = ClipCfg {
-        input_resolution: int("input_resolution")?,
-        patch_size: int("patch_size")?,
-        width: int("width")?,
-        layers: int("layers")?,
-        heads: int("heads")?,
-        ..ClipCfg::vit_b16()
-    };
-    clip.validate().map_err(anyhow::Error::msg)?;
+    let clip = kw.clip()?;
     let mut positions = Vec::new();
-    if flag("adapter_pre_attn")? {
+    if kw.flag("adapter_pre_attn")? {
         positions.push(Position::PreAttn);
     }
-    if flag("adapter_pre_mlp")? {
+    if kw.flag("adapter_pre_mlp")? {
         positions.push(Position::PreMlp);
     }
     Ok(StAdapterCfg {
         clip,
-        num_classes: int("num_classes")?,
+        num_classes: kw.int("num_classes")?,
         frames,
-        adapter_width: int("adapter_width")?,
+        adapter_width: kw.int("adapter_width")?,
         kernel: Kernel3::new(ks[0], ks[1], ks[2]),
         positions,
-        blocks: Blocks::Last(int("adapter_layers")?),
+        blocks: Blocks::Last(kw.int("adapter_layers")?),
     })
 }

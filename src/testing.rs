@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 static HOOK: Mutex<()> = Mutex::new(());
 
-/// Whether `grads` holds an entry for `t`.
+/// Whether `grads` holds an entry for `t`. For tests only: nothing in the library calls it.
 ///
 /// dfdx 0.13 has no public "contains" on `Gradients` (`get_ref_checked` is crate-private) and
 /// `Gradients::get` panics on a missing entry, so this asks `get` under `catch_unwind`, with the

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use video_adapters::models::{presets, to_ron, ModelCfg};
+use video_adapters::registry::{presets, to_ron, ModelCfg};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/configs")

@@ -6,8 +6,8 @@ use dfdx::prelude::*;
 use video_adapters::clip::{vit::FrameBaseline, ClipCfg};
 use video_adapters::count::{check_against_module, Views};
 use video_adapters::init::Init;
-use video_adapters::models::BaselineCfg;
 use video_adapters::param::param_list;
+use video_adapters::registry::BaselineCfg;
 
 fn baseline(clip: ClipCfg) -> BaselineCfg {
     BaselineCfg { clip, num_classes: 400, frames: 8 }

@@ -65,7 +65,8 @@ fn check<M: Params<f64, Cpu> + Clone>(
 /// ST-Adapter with adapters at all three positions and a 3×3×3 kernel.
 #[test]
 fn st_adapter_gradients_match_finite_differences() {
-    use video_adapters::st_adapter::{Blocks, Position, StAdapterCfg};
+    use video_adapters::clip::Blocks;
+    use video_adapters::st_adapter::{Position, StAdapterCfg};
     let dev = Cpu::default();
     let cfg = StAdapterCfg {
         clip: ClipCfg::tiny(),
@@ -88,7 +89,7 @@ fn st_adapter_gradients_match_finite_differences() {
 #[test]
 fn aim_gradients_match_finite_differences() {
     use video_adapters::aim::AimCfg;
-    use video_adapters::st_adapter::Blocks;
+    use video_adapters::clip::Blocks;
     let dev = Cpu::default();
     let cfg = AimCfg {
         clip: ClipCfg::tiny(),
@@ -123,8 +124,8 @@ fn mst_adapter_gradients_match_finite_differences(
     #[case] pointwise: video_adapters::mst_adapter::Pointwise,
     #[case] fusion: video_adapters::mst_adapter::Fusion,
 ) {
+    use video_adapters::clip::Blocks;
     use video_adapters::mst_adapter::MstAdapterCfg;
-    use video_adapters::st_adapter::Blocks;
     let dev = Cpu::default();
     let v = video(&dev);
     let cfg = MstAdapterCfg {

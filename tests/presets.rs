@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use video_adapters::count::check_against_module;
 use video_adapters::init::Init;
-use video_adapters::models::presets;
+use video_adapters::registry::presets;
 
 #[test]
 fn every_preset_breakdown_equals_its_built_module() {

@@ -4,10 +4,10 @@
 use dfdx::prelude::*;
 use video_adapters::clip::vit::Video;
 use video_adapters::init::Init;
-use video_adapters::models::ModelCfg;
 use video_adapters::ops::cross_entropy;
 use video_adapters::optim::{AdamW, AdamWCfg};
 use video_adapters::param::{param_list, Params};
+use video_adapters::registry::ModelCfg;
 use video_adapters::testing::{param_values, randomize};
 use video_adapters::Ctx;
 
@@ -27,8 +27,8 @@ fn step<M: Params<f32, Cpu>>(
     let before: Vec<(String, bool, Vec<f64>)> =
         param_list(&m).into_iter().map(|p| (p.key.clone(), p.trainable, param_values(&m, &p.key))).collect();
     let mut ctx = Ctx::train(1);
-    let grads = cross_entropy(forward(&m, &mut ctx), &[0, 3], 0.1).backward();
-    AdamW::new(AdamWCfg { lr: 1e-3, ..Default::default() }).update(&mut m, &grads);
+    let mut grads = cross_entropy(forward(&m, &mut ctx), &[0, 3], 0.1).backward();
+    AdamW::new(AdamWCfg { lr: 1e-3, ..Default::default() }).update(&mut m, &mut grads);
     for (key, trainable, old) in before {
         let new = param_values(&m, &key);
         if trainable {
@@ -45,7 +45,7 @@ fn a_training_step_updates_exactly_the_trainable_set() {
     use video_adapters::baselines::{BenchmarkCfg, Tuning};
     let dev = Cpu::default();
     let mut cfgs: Vec<(String, ModelCfg)> =
-        video_adapters::models::presets().into_iter().filter(|(n, _)| n.starts_with("tiny_")).collect();
+        video_adapters::registry::presets().into_iter().filter(|(n, _)| n.starts_with("tiny_")).collect();
     for (arch, tuning) in BenchmarkCfg::table1_rows() {
         let tuning = match tuning {
             Tuning::Prompt { .. } => Tuning::Prompt { tokens: 2 },

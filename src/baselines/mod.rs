@@ -27,7 +27,9 @@ pub mod parts;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, head, residual, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer};
+use crate::clip::vit::{
+    clip_block, head, maybe, residual, trains, Block, ResidualAttentionBlock, Tokens, Video, VisionTransformer,
+};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{
@@ -37,8 +39,8 @@ use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::layer_norm::LayerNorm;
-use crate::ops::{self, promote, Grid, Linear, SeqAxis};
-use crate::param::{set_trainable, Param, Params, Walk, WalkMut};
+use crate::ops::{self, Grid, Linear, SeqAxis};
+use crate::param::{set_trainable, Param};
 use parts::{attention_pool, xvit_attention, HoulsbyAdapter, TemporalAttention, TemporalHead};
 
 /// The video architecture (ST-Adapter Table 1, "Architecture").
@@ -174,33 +176,37 @@ pub struct BenchBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub adapter: Option<HoulsbyAdapter<C, E, D>>,
 }
 
+/// The block's five stages, the absent parts being identities: VPT prompts set, TimeSformer's
+/// temporal attention, the spatial attention residual (X-ViT's mixed keys and values; TimeSformer's
+/// averaged CLS), a Houlsby adapter, the MLP residual.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for BenchBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let x = match &self.prompt {
-            Some(p) => ops::set_prompts(x, self.prompts_in, p),
-            None => x,
-        };
-        let x = match &self.temporal {
-            Some(ta) => ta.forward(x, grid),
-            None => x,
-        };
-        let x = if self.mix_kv {
-            residual(x, |x| xvit_attention(&self.clip, x, grid))
-        } else if self.temporal.is_some() {
-            // TimeSformer's CLS is one per video: the frames' CLS residuals are averaged
-            residual(x, |x| ops::average_cls(self.clip.attention(x, SeqAxis::Tokens), grid.t))
-        } else {
-            residual(x, |x| self.clip.attention(x, SeqAxis::Tokens))
-        };
-        let x = match &self.adapter {
-            Some(a) => a.forward(x),
-            None => x,
-        };
-        residual(x, |x| self.clip.feed_forward(x))
+    fn stages(&self) -> usize {
+        5
     }
 
-    fn forward_entering<T: Tape<E, D>>(&self, x: Tokens<C, E, D>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        self.forward(promote(x), grid, ctx)
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        match i {
+            0 => maybe(self.prompt.as_ref(), x, |p, x| ops::set_prompts(x, self.prompts_in, p)),
+            1 => maybe(self.temporal.as_ref(), x, |ta, x| ta.forward(x, grid)),
+            2 if self.mix_kv => residual(x, |x| xvit_attention(&self.clip, x, grid)),
+            // TimeSformer's CLS is one per video: the frames' CLS residuals are averaged
+            2 if self.temporal.is_some() => {
+                residual(x, |x| ops::average_cls(self.clip.attention(x, SeqAxis::Tokens), grid.t))
+            }
+            2 => self.clip.stage(0, x, grid, ctx),
+            3 => maybe(self.adapter.as_ref(), x, |a, x| a.forward(x)),
+            _ => self.clip.stage(1, x, grid, ctx),
+        }
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        match i {
+            0 => trains(&self.prompt),
+            1 => trains(&self.temporal),
+            2 => self.clip.stage_trains(0),
+            3 => trains(&self.adapter),
+            _ => self.clip.stage_trains(1),
+        }
     }
 }
 
@@ -225,10 +231,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Benchmark<C, E, D> {
             _ => self.backbone.ln_post.forward(ops::mean_over_frames(cls, grid.t)),
         };
         ctx.tap("pre_logits", &x);
-        let x = match ctx.drop_factors(x.shape().0 * C, self.dropout) {
-            Some(f) => ops::elementwise::mask(x, f, 1),
-            None => x,
-        };
+        let x = ops::dropout(x, self.dropout, ctx);
         let logits = self.fc.forward(x);
         ctx.tap("logits", &logits);
         logits
@@ -482,24 +485,12 @@ fn mha<const C: usize, E: Real, D: KitDevice<E>>(
     }
 }
 
-impl<const C: usize, E: Real, D: KitDevice<E>> Params<E, D> for BenchBlock<C, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.module("", &self.clip);
-        w.module("", &self.temporal);
-        if let Some(p) = &self.prompt {
-            w.param("prompt", p);
-        }
-        w.module("adapter", &self.adapter);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.module("", &mut self.clip);
-        w.module("", &mut self.temporal);
-        if let Some(p) = &mut self.prompt {
-            w.param("prompt", p);
-        }
-        w.module("adapter", &mut self.adapter);
-    }
-}
+crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] BenchBlock<C, E, D> {
+    module "" => clip,
+    module "" => temporal,
+    module "prompt" => prompt,
+    module "adapter" => adapter,
+});
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] Benchmark<C, E, D> {
     module "" => backbone,

@@ -15,7 +15,7 @@ use clap::Parser;
 use dfdx::prelude::*;
 use video_adapters::clip::weights::{is_clip_key, read_all, write_safetensors, KeyMap, NamedTensor};
 use video_adapters::init::Init;
-use video_adapters::models::ModelCfg;
+use video_adapters::registry::ModelCfg;
 use video_adapters::Ctx;
 
 /// Run one forward pass (eval mode) and write logits and intermediates.

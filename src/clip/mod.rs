@@ -73,7 +73,7 @@ impl ClipCfg {
         }
     }
 
-    /// The tiny backbone of `../shared/parity`: 32 px, patch 8 (4×4 grid), width 64, 2 layers, 4 heads.
+    /// The tiny backbone of the parity fixtures (`fixtures/parity`): 32 px, patch 8 (4×4 grid), width 64, 2 layers, 4 heads.
     pub fn tiny() -> Self {
         Self {
             input_resolution: 32,
@@ -132,6 +132,24 @@ impl ClipCfg {
             return Err("layers must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// Which blocks of the encoder carry a method's additions (adapters, temporal attention …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Blocks {
+    /// The last n blocks: the official `adapter_layers` (`i >= layers - adapter_layers`).
+    Last(usize),
+    /// These blocks (0-based), for Table 5b's groups.
+    List(Vec<usize>),
+}
+
+impl Blocks {
+    pub fn contains(&self, i: usize, layers: usize) -> bool {
+        match self {
+            Blocks::Last(n) => i + n >= layers,
+            Blocks::List(v) => v.contains(&i),
+        }
     }
 }
 

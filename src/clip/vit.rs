@@ -17,11 +17,12 @@ use dfdx::prelude::*;
 
 use super::{ClipCfg, MlpAct};
 use crate::context::Ctx;
+use crate::count::{layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::{self, gelu, layer_norm::LayerNorm, promote, quick_gelu, Grid, Linear, SeqAxis};
-use crate::param::{param_list, Param, Params, Walk, WalkMut};
+use crate::param::{param_list, Param, Params};
 
 /// The (B·T, L, C) token stream.
 pub type Tokens<const C: usize, E, D, T = NoneTape> = Tensor<(usize, usize, Const<C>), E, D, T>;
@@ -73,40 +74,73 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Mlp<C, E, D> {
 // ANCHOR_END: clip_block
 
 // ANCHOR: block_trait
-/// A transformer block of a video model: CLIP's own, or one with a paper's adapters.
+/// A transformer block of a video model (CLIP's own, or one with a paper's additions), written
+/// once, as the sequence of its stages: each stage is one line of the paper's block equations
+/// (an adapter, or a residual branch).
+///
+/// The same stages serve inference and training. In training, [`VisionTransformer::forward`]
+/// runs the frozen leading stages untraced and promotes the stream to the traced tape at the first
+/// stage that reads a trainable parameter, so the frozen attention before ST-Adapter's pre-MLP
+/// adapter records nothing for the backward pass.
 pub trait Block<const C: usize, E: Real, D: KitDevice<E>>: Params<E, D> {
-    /// The block on a token stream that is traced throughout (or untraced throughout).
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T>;
+    /// The number of stages.
+    fn stages(&self) -> usize;
 
-    /// The first block with trainable parameters, entered untraced: the stream is promoted to the
-    /// traced tape at the block's first trainable parameter. The default promotes on entry; blocks
-    /// whose first trainable parameter comes later (an adapter before the MLP) override it so that
-    /// the frozen part before it runs untraced.
-    fn forward_entering<T: Tape<E, D>>(&self, x: Tokens<C, E, D>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        self.forward(promote(x), grid, ctx)
-    }
+    /// Stage `i` (0-based) on the token stream.
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T>;
 
-    fn has_trainable(&self) -> bool {
-        param_list(self).iter().any(|p| p.trainable)
+    /// Whether stage `i` reads a trainable parameter.
+    fn stage_trains(&self, i: usize) -> bool;
+
+    /// Every stage, on a stream traced throughout (or untraced throughout).
+    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        (0..self.stages()).fold(x, |x, i| self.stage(i, x, grid, ctx))
     }
 }
 // ANCHOR_END: block_trait
 
+/// Whether any parameter of `m` is trainable.
+pub fn trains<E: Real, D: KitDevice<E>, M: Params<E, D> + ?Sized>(m: &M) -> bool {
+    param_list(m).iter().any(|p| p.trainable)
+}
+
+/// `f(a, x)` when the optional part `a` is present, `x` unchanged otherwise (an absent adapter).
+pub fn maybe<A, X>(a: Option<A>, x: X, f: impl FnOnce(A, X) -> X) -> X {
+    match a {
+        Some(a) => f(a, x),
+        None => x,
+    }
+}
+
 /// The plain CLIP block is a [`Block`] (the frame-wise baseline's).
 pub type ClipBlock<const C: usize, E, D> = ResidualAttentionBlock<C, E, D>;
 
+/// CLIP's two stages: `x += attn(ln_1(x))`, `x += mlp(ln_2(x))`.
 impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for ResidualAttentionBlock<C, E, D> {
-    fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, _grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
-        let x = residual(x, |x| self.attention(x, SeqAxis::Tokens));
-        residual(x, |x| self.feed_forward(x))
+    fn stages(&self) -> usize {
+        2
+    }
+
+    fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, _grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
+        match i {
+            0 => residual(x, |x| self.attention(x, SeqAxis::Tokens)),
+            _ => residual(x, |x| self.feed_forward(x)),
+        }
+    }
+
+    fn stage_trains(&self, i: usize) -> bool {
+        match i {
+            0 => trains(&self.ln_1) || trains(&self.attn),
+            _ => trains(&self.ln_2) || trains(&self.mlp),
+        }
     }
 }
 
 /// `x + f(x)`: the residual connection (x is read twice; both gradients add up).
-pub fn residual<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
-    x: Tokens<C, E, D, T>,
-    f: impl FnOnce(Tokens<C, E, D, T>) -> Tokens<C, E, D, T>,
-) -> Tokens<C, E, D, T> {
+pub fn residual<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    f: impl FnOnce(Tensor<S, E, D, T>) -> Tensor<S, E, D, T>,
+) -> Tensor<S, E, D, T> {
     let (x, tape) = x.split_tape();
     let h = f(x.clone().put_tape(tape));
     ops::add(h, x)
@@ -176,8 +210,9 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
 
     /// The frame tokens after the last block: (B·T, L, C), and the video's grid.
     ///
-    /// With `T = OwnedTape` (training) the stream stays untraced up to the first trainable
-    /// parameter: frozen embeddings and frozen leading blocks record nothing for the backward pass.
+    /// With `T = OwnedTape` (training) the stream stays untraced up to the first stage that reads a
+    /// trainable parameter: frozen embeddings and frozen leading stages record nothing for the
+    /// backward pass.
     pub fn forward<T: Tape<E, D>>(&self, video: &Video<E, D>, ctx: &mut Ctx) -> (Tokens<C, E, D, T>, Grid) {
         let (b, _, t, h, w) = *video.shape();
         let p = self.cfg.patch_size;
@@ -185,36 +220,27 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
         let grid = Grid { b, t, h: h / p, w: w / p };
         let patches = patchify(video, p); // (B·T, H·W, 3·p·p)
 
-        let embed_trains = self.conv1.weight.trainable
-            || self.class_embedding.trainable
-            || self.positional_embedding.trainable
-            || self.temporal_embedding.as_ref().is_some_and(|t| t.trainable)
-            || self.ln_pre.as_ref().is_some_and(|l| l.weight.trainable || l.bias.trainable);
-        let blocks = &self.transformer.resblocks;
-        if T::OWNS_TAPE && embed_trains {
-            let mut x = self.embed(promote::<_, E, D, NoneTape, T>(patches), ctx);
-            for (i, blk) in blocks.iter().enumerate() {
-                x = blk.forward(x, grid, ctx);
-                ctx.tap(&format!("block{i}_out"), &x);
+        let mut x = if T::OWNS_TAPE && self.embedding_trains() {
+            Flow::Traced(self.embed(promote::<_, E, D, NoneTape, T>(patches), ctx))
+        } else {
+            Flow::Untraced(self.embed(patches, ctx))
+        };
+        for (i, blk) in self.transformer.resblocks.iter().enumerate() {
+            for s in 0..blk.stages() {
+                x = x.stage(blk, s, grid, ctx);
             }
-            return (x, grid);
+            x.tap(ctx, &format!("block{i}_out"));
         }
-        // untraced up to the first block with a trainable parameter
-        let first = if T::OWNS_TAPE { blocks.iter().position(|b| b.has_trainable()) } else { None };
-        let mut x0 = self.embed(patches, ctx);
-        let stop = first.unwrap_or(blocks.len());
-        for (i, blk) in blocks[..stop].iter().enumerate() {
-            x0 = blk.forward(x0, grid, ctx);
-            ctx.tap(&format!("block{i}_out"), &x0);
-        }
-        let Some(first) = first else { return (promote(x0), grid) };
-        let mut x = blocks[first].forward_entering::<T>(x0, grid, ctx);
-        ctx.tap(&format!("block{first}_out"), &x);
-        for (i, blk) in blocks.iter().enumerate().skip(first + 1) {
-            x = blk.forward(x, grid, ctx);
-            ctx.tap(&format!("block{i}_out"), &x);
-        }
-        (x, grid)
+        (x.traced(), grid)
+    }
+
+    /// Whether a parameter of the embedding (patches, CLS, positions, time, `ln_pre`) trains.
+    fn embedding_trains(&self) -> bool {
+        trains(&self.conv1)
+            || trains(&self.class_embedding)
+            || trains(&self.positional_embedding)
+            || trains(&self.temporal_embedding)
+            || trains(&self.ln_pre)
     }
 
     /// `ln_pre([class_embedding; conv1(patches)] + positional_embedding (+ temporal_embedding[t]))`.
@@ -231,15 +257,46 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
             self.temporal_embedding.as_ref(),
             self.temporal_on_cls,
         );
-        let x = match &self.ln_pre {
-            Some(ln) => ln.forward(x),
-            None => x,
-        };
+        let x = maybe(self.ln_pre.as_ref(), x, |ln, x| ln.forward(x));
         ctx.tap("embed_out", &x);
         x
     }
 }
 // ANCHOR_END: vit_forward
+
+/// The token stream of a forward pass: untraced until the first trainable stage, traced after.
+enum Flow<const C: usize, E: Real, D: KitDevice<E>, T> {
+    Untraced(Tokens<C, E, D>),
+    Traced(Tokens<C, E, D, T>),
+}
+
+impl<const C: usize, E: Real, D: KitDevice<E>, T: Tape<E, D>> Flow<C, E, D, T> {
+    /// Runs stage `s` of `blk`, promoting an untraced stream when the stage trains (and `T` traces).
+    fn stage<B: Block<C, E, D>>(self, blk: &B, s: usize, grid: Grid, ctx: &mut Ctx) -> Self {
+        match self {
+            Flow::Traced(x) => Flow::Traced(blk.stage(s, x, grid, ctx)),
+            Flow::Untraced(x) if T::OWNS_TAPE && blk.stage_trains(s) => {
+                Flow::Traced(blk.stage(s, promote(x), grid, ctx))
+            }
+            Flow::Untraced(x) => Flow::Untraced(blk.stage(s, x, grid, ctx)),
+        }
+    }
+
+    fn tap(&self, ctx: &mut Ctx, name: &str) {
+        match self {
+            Flow::Untraced(x) => ctx.tap(name, x),
+            Flow::Traced(x) => ctx.tap(name, x),
+        }
+    }
+
+    /// The stream with the caller's tape type (an untraced stream gets an empty tape).
+    fn traced(self) -> Tokens<C, E, D, T> {
+        match self {
+            Flow::Untraced(x) => promote(x),
+            Flow::Traced(x) => x,
+        }
+    }
+}
 
 fn layer_norm<const C: usize, E: Real, D: KitDevice<E>>(dev: &D) -> LayerNorm<Const<C>, E, D> {
     LayerNorm {
@@ -336,14 +393,23 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> FrameClassifie
         let x = ops::mean_over_frames(cls, grid.t); // (B, C)
         let x = self.backbone.ln_post.forward(x);
         ctx.tap("pre_logits", &x);
-        let x = match ctx.drop_factors(x.shape().0 * C, self.dropout) {
-            Some(f) => ops::elementwise::mask(x, f, 1),
-            None => x,
-        };
+        let x = ops::dropout(x, self.dropout, ctx);
         let logits = self.fc.forward(x);
         ctx.tap("logits", &logits);
         logits
     }
+}
+/// The counts of [`FrameClassifier`]'s head (ST-Adapter's, MST-Adapter's and the frame-wise baseline's): `ln_post` (frozen) on the mean of the
+/// per-frame CLS tokens, then `fc` (trainable). One LayerNorm row and one fc row per view.
+pub fn head_lines(b: &mut Breakdown, c: u64, classes: u64, prefix: &str) {
+    b.line(
+        "ln_post (after the mean over T)",
+        &[&format!("{prefix}ln_post.")],
+        layer_norm_params(c),
+        false,
+        layer_norm_macs(1, c),
+    );
+    b.line("fc (classifier)", &[&format!("{prefix}fc")], linear_params(c, classes), true, linear_macs(1, c, classes));
 }
 // ANCHOR_END: frame_head
 
@@ -393,30 +459,15 @@ crate::impl_params!([E: Real, D: KitDevice<E>, B: Params<E, D>] Transformer<B> {
     module "resblocks" => resblocks,
 });
 
-impl<const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>> Params<E, D> for VisionTransformer<C, B, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("class_embedding", &self.class_embedding);
-        w.param("positional_embedding", &self.positional_embedding);
-        if let Some(t) = &self.temporal_embedding {
-            w.param("temporal_embedding", t);
-        }
-        w.module("conv1", &self.conv1);
-        w.module("ln_pre", &self.ln_pre);
-        w.module("transformer", &self.transformer);
-        w.module("ln_post", &self.ln_post);
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("class_embedding", &mut self.class_embedding);
-        w.param("positional_embedding", &mut self.positional_embedding);
-        if let Some(t) = &mut self.temporal_embedding {
-            w.param("temporal_embedding", t);
-        }
-        w.module("conv1", &mut self.conv1);
-        w.module("ln_pre", &mut self.ln_pre);
-        w.module("transformer", &mut self.transformer);
-        w.module("ln_post", &mut self.ln_post);
-    }
-}
+crate::impl_params!([const C: usize, B: Params<E, D>, E: Real, D: KitDevice<E>] VisionTransformer<C, B, E, D> {
+    param "class_embedding" => class_embedding,
+    param "positional_embedding" => positional_embedding,
+    module "temporal_embedding" => temporal_embedding,
+    module "conv1" => conv1,
+    module "ln_pre" => ln_pre,
+    module "transformer" => transformer,
+    module "ln_post" => ln_post,
+});
 
 #[cfg(test)]
 mod tests {

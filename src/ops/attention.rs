@@ -120,6 +120,7 @@ where
     let out = tensor(&dev, out, (n, l, width));
 
     if T::OWNS_TAPE {
+        super::stats::count_traced_attention();
         let (qkv_ghost, out_ghost) = (qkv.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let go = dev.take(grads.get_or_alloc_mut(&out_ghost)?);

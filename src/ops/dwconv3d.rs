@@ -12,23 +12,7 @@ use rayon::prelude::*;
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
 
-/// B videos × T frames × an H × W grid of positions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Grid {
-    pub b: usize,
-    pub t: usize,
-    pub h: usize,
-    pub w: usize,
-}
-
-impl Grid {
-    pub fn frames(&self) -> usize {
-        self.b * self.t
-    }
-    pub fn positions(&self) -> usize {
-        self.h * self.w
-    }
-}
+use super::Grid;
 
 /// A kernel shape kT × kH × kW (odd sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

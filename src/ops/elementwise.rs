@@ -114,10 +114,29 @@ pub enum Weights<E: Dtype, D: Storage<E>> {
     Fixed(Vec<f64>),
 }
 
+crate::impl_params!([E: Real, D: KitDevice<E>] Weights<E, D>, |m, w| {
+    if let Weights::Learned(p) = r!(*m) {
+        w.param("", p);
+    }
+});
+
 /// `s · x` for a constant s.
 pub fn scale<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, s: f64) -> Tensor<S, E, D, T> {
     let n = x.shape().num_elements();
     mask(x, vec![E::of(s); 1], n)
+}
+
+/// Dropout with probability `p` on every element (kept ones scaled by 1/(1 − p)); the identity in
+/// evaluation (`ctx.train` false) and for p = 0.
+pub fn dropout<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    p: f64,
+    ctx: &mut crate::context::Ctx,
+) -> Tensor<S, E, D, T> {
+    match ctx.drop_factors(x.shape().num_elements(), p) {
+        Some(factors) => mask(x, factors, 1),
+        None => x,
+    }
 }
 
 /// Multiplies row i (of `x.shape().rows()` rows) by `factors[i]`. Dropout (one factor per element,

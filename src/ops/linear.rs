@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use super::gemm::{matmul, Mat, MatMut, Threads};
 use super::{stats, Rows};
 use crate::device::{host, tensor, KitDevice, Real};
-use crate::param::{Param, Params, Walk, WalkMut};
+use crate::param::Param;
 
 /// A torch `nn.Linear`: `weight` is (out, in), `bias` is (out).
 #[derive(Clone, Debug)]
@@ -37,20 +37,10 @@ impl<I: Dim, O: Dim, E: Real, D: KitDevice<E>> Linear<I, O, E, D> {
     }
 }
 
-impl<I: Dim, O: Dim, E: Real, D: KitDevice<E>> Params<E, D> for Linear<I, O, E, D> {
-    fn walk<W: Walk<E, D>>(&self, w: &mut W) {
-        w.param("weight", &self.weight);
-        if let Some(b) = &self.bias {
-            w.param("bias", b);
-        }
-    }
-    fn walk_mut<W: WalkMut<E, D>>(&mut self, w: &mut W) {
-        w.param("weight", &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            w.param("bias", b);
-        }
-    }
-}
+crate::impl_params!([I: Dim, O: Dim, E: Real, D: KitDevice<E>] Linear<I, O, E, D> {
+    param "weight" => weight,
+    module "bias" => bias,
+});
 
 // ANCHOR: linear
 /// `y = x·Wᵀ + b`. The backward pass always propagates to `x` (when traced); it computes

@@ -19,6 +19,7 @@ pub mod attention;
 pub mod dwconv3d;
 pub mod elementwise;
 pub mod gemm;
+pub mod grid;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
@@ -29,8 +30,9 @@ pub(crate) mod gradcheck;
 
 pub use activation::{gelu, quick_gelu};
 pub use attention::{self_attention, SeqAxis};
-pub use dwconv3d::{dwconv3d, Grid, Kernel3};
-pub use elementwise::{add, drop_rows, fuse, mean_over_frames, scale, Weights};
+pub use dwconv3d::{dwconv3d, Kernel3};
+pub use elementwise::{add, drop_rows, dropout, fuse, mean_over_frames, scale, Weights};
+pub use grid::Grid;
 pub use layer_norm::layer_norm;
 pub use linear::{frozen_linear, linear, Linear};
 pub use loss::cross_entropy;
@@ -96,6 +98,17 @@ pub mod stats {
 
     thread_local! {
         static WEIGHT_GRAD_PRODUCTS: Cell<usize> = const { Cell::new(0) };
+        static TRACED_ATTENTIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Attention ops recorded on a tape (traced, keeping q, k, v for the backward) on this thread so
+    /// far: frozen attention before the first trainable stage must not be.
+    pub fn traced_attentions() -> usize {
+        TRACED_ATTENTIONS.with(|c| c.get())
+    }
+
+    pub(crate) fn count_traced_attention() {
+        TRACED_ATTENTIONS.with(|c| c.set(c.get() + 1));
     }
 
     /// Weight-gradient products (dW = gyᵀ·x) run by linear layers on this thread so far.

@@ -4,10 +4,10 @@ use super::engine::{row_views, Computed, Ours, Quantity, Spec};
 use super::published::Row;
 use crate::aim::AimCfg;
 use crate::baselines::{Arch, BenchmarkCfg, Tuning};
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::count::Views;
-use crate::models::ModelCfg;
-use crate::st_adapter::Blocks;
+use crate::registry::ModelCfg;
 
 fn computed(published: Option<&'static str>, label: &'static str, quantity: Quantity) -> Computed {
     Computed { published, label, quantity }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::published::{Cell, Row};
 use crate::count::{Breakdown, Views};
-use crate::models::ModelCfg;
+use crate::registry::ModelCfg;
 
 /// What a computed column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

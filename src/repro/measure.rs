@@ -114,7 +114,7 @@ fn video(batch: usize, frames: usize, res: usize) -> Video<f32, Cpu> {
     Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
 }
 
-fn measure_one(kind: Measure, cfg: &crate::models::ModelCfg, reps: usize) -> anyhow::Result<Measured> {
+fn measure_one(kind: Measure, cfg: &crate::registry::ModelCfg, reps: usize) -> anyhow::Result<Measured> {
     let dev = Cpu::default();
     let mut model = cfg.build(&dev, &mut Init::seeded(1))?;
     let frames = cfg.breakdown().frames;

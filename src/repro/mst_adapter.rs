@@ -5,11 +5,12 @@ use super::engine::{row_views, Computed, Ours, Quantity, Spec};
 use super::published::Row;
 use crate::aim::AimCfg;
 use crate::baselines::{Arch, BenchmarkCfg, Tuning};
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::count::Views;
-use crate::models::ModelCfg;
 use crate::mst_adapter::{Fusion, MstAdapterCfg, Placement, Pointwise};
-use crate::st_adapter::{Blocks, StAdapterCfg};
+use crate::registry::ModelCfg;
+use crate::st_adapter::StAdapterCfg;
 
 fn computed(published: Option<&'static str>, label: &'static str, quantity: Quantity) -> Computed {
     Computed { published, label, quantity }

@@ -17,7 +17,7 @@ pub struct Published {
     pub table: String,
     /// The caption, verbatim.
     pub caption: String,
-    /// Where it was read: file under ../shared/papers and the section/page.
+    /// Where it was read: the paper's text (file name of the transcription) and the section/page.
     pub source: String,
     pub columns: Vec<Column>,
     pub rows: Vec<Row>,

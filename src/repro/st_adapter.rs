@@ -3,11 +3,12 @@
 use super::engine::{row_views, Computed, Ours, Quantity, Spec};
 use super::published::Row;
 use crate::baselines::{Arch, BenchmarkCfg, Tuning};
+use crate::clip::Blocks;
 use crate::clip::ClipCfg;
 use crate::count::Views;
-use crate::models::{BaselineCfg, ModelCfg};
 use crate::ops::Kernel3;
-use crate::st_adapter::{Blocks, Position, StAdapterCfg};
+use crate::registry::{BaselineCfg, ModelCfg};
+use crate::st_adapter::{Position, StAdapterCfg};
 
 fn computed(published: Option<&'static str>, label: &'static str, quantity: Quantity) -> Computed {
     Computed { published, label, quantity }

@@ -4,6 +4,20 @@
 //! Layout: a decoded video is a list of [`Frame`]s in presentation order; sampling turns a frame
 //! count into frame indices per view; transforms turn the sampled frames of a view into the
 //! (3, T, H, W) float tensor the models take.
+//!
+//! - [`sample`]: frame indices per view, test and training time (index-exact against the official code);
+//! - [`transform`]: the resize kernels (torch bicubic, cv2 bilinear), normalisations, crops, flip;
+//! - [`pipeline`]: the official test pipelines as presets ([`pipeline::Pipeline`]);
+//! - [`train`]: the official training-time augmentations (scale jitter, random crops, mirror);
+//! - [`augment`]: RandAugment as ST-Adapter's SSv2 recipe runs it (PIL ops).
+
+pub mod augment;
+pub mod pipeline;
+pub mod sample;
+pub mod train;
+pub mod transform;
+
+pub use pipeline::{Pipeline, View};
 
 /// One decoded frame: RGB, 8 bits per channel, row-major `(height, width, 3)`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aim::{Aim, AimCfg};
 use crate::baselines::{Benchmark, BenchmarkCfg};
+use crate::clip::vit::head_lines;
 use crate::clip::vit::{Block, FrameBaseline, FrameClassifier, Video};
 use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
 use crate::clip::ClipCfg;
@@ -17,7 +18,6 @@ use crate::init::Init;
 use crate::mst_adapter::MstAdapterCfg;
 use crate::optim::AdamW;
 use crate::param::{param_list, set_trainable, ParamInfo};
-use crate::st_adapter::head_lines;
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
 
@@ -114,7 +114,8 @@ impl ModelCfg {
 /// Every named model config the kit ships, as `(file stem, config)`: each is also
 /// `fixtures/configs/<stem>.ron` (a test keeps the files and this list equal).
 pub fn presets() -> Vec<(String, ModelCfg)> {
-    use crate::st_adapter::{Blocks, Position};
+    use crate::clip::Blocks;
+    use crate::st_adapter::Position;
     let tiny_st = StAdapterCfg {
         clip: ClipCfg::tiny(),
         num_classes: 5,
@@ -240,8 +241,8 @@ macro_rules! video_model {
             fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
                 let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
                 let value = loss.retaped::<NoneTape>().as_vec()[0];
-                let grads = loss.backward();
-                opt.update(self, &grads);
+                let mut grads = loss.backward();
+                opt.update(self, &mut grads);
                 value
             }
         }
