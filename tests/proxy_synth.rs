@@ -118,7 +118,7 @@ fn a_frame_averaging_model_cannot_tell_a_motion_clip_from_its_reversal() {
 /// and its reversal different logits (the check that the test above is not vacuous).
 #[test]
 fn st_adapter_sees_the_order_of_frames() {
-    use video_adapters::models::ModelCfg;
+    use video_adapters::registry::ModelCfg;
     let dev = Cpu::default();
     let ModelCfg::StAdapter(cfg) = Method::ST_ADAPTER.cfg(&proxy::backbone(), 12, G.frames) else { unreachable!() };
     let mut model = cfg.build::<64, f32, Cpu>(&dev, &mut Init::seeded(3));
@@ -173,7 +173,6 @@ fn contact_sheet_writes_one_row_per_class() {
 #[test]
 fn committed_backbone_loads_and_solves_the_image_task() {
     use video_adapters::clip::FrameBaseline;
-    use video_adapters::models::VideoModel;
     let dev = Cpu::default();
     let clip = proxy::backbone();
     let mut model = FrameBaseline::<64, f32, Cpu>::build(&clip, Task::Shapes.num_classes(), &dev, &mut Init::zeros());

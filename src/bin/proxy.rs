@@ -17,11 +17,11 @@ use video_adapters::clip::weights::{named_params, write_safetensors};
 use video_adapters::clip::ClipCfg;
 use video_adapters::clip::FrameBaseline;
 use video_adapters::init::Init;
-use video_adapters::models::{ModelCfg, VideoModel};
 use video_adapters::ops::Kernel3;
 use video_adapters::optim::{AdamW, AdamWCfg};
 use video_adapters::proxy::synth::{contact_sheet, Dataset, Geometry, Rng, Task, MOTION_CLASSES};
 use video_adapters::proxy::{self, Method};
+use video_adapters::registry::{ModelCfg, VideoModel};
 use video_adapters::Ctx;
 
 #[derive(Parser)]

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::aim::AimCfg;
 use crate::baselines::{Arch, BenchmarkCfg, Tuning};
 use crate::clip::weights::{is_clip_key, KeyMap, LoadReport};
+use crate::clip::Blocks;
 use crate::clip::{ClipCfg, MlpAct};
 use crate::context::Ctx;
-use crate::models::{BaselineCfg, ModelCfg, VideoModel};
 use crate::mst_adapter::MstAdapterCfg;
 use crate::ops::Kernel3;
-use crate::st_adapter::{Blocks, Position, StAdapterCfg};
+use crate::registry::{BaselineCfg, ModelCfg, VideoModel};
+use crate::st_adapter::{Position, StAdapterCfg};
 use synth::{Dataset, Task};
 
 // ANCHOR: backbone

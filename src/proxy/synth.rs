@@ -21,11 +21,8 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::vit::Video;
+use crate::video::transform::{CLIP_MEAN, CLIP_STD};
 use crate::video::Frame;
-
-/// CLIP's input normalisation (OpenAI `clip/clip.py`, `_transform`).
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
 
 // ANCHOR: rng
 /// SplitMix64 (Steele, Lea, Flood 2014): 64-bit state, integer-only, identical on every platform.
@@ -584,7 +581,8 @@ impl Dataset {
     }
 
     // ANCHOR: batch
-    /// Clips `idx` as the models' input: (B, 3, T, S, S), CLIP-normalised, and their labels.
+    /// Clips `idx` as the models' input: (B, 3, T, S, S), CLIP-normalised as
+    /// [`crate::video::transform::st_normalize`] does it, and their labels.
     pub fn batch(&self, idx: &[usize], dev: &Cpu) -> (Video<f32, Cpu>, Vec<usize>) {
         let (t, s) = (self.geometry.frames, self.geometry.size);
         let lut: Vec<[f32; 256]> =
