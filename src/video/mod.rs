@@ -17,7 +17,9 @@ pub mod sample;
 pub mod train;
 pub mod transform;
 
-pub use pipeline::{Pipeline, View};
+pub use pipeline::{Pipeline, Spatial, View};
+pub use sample::Sampling;
+pub use train::TrainPipeline;
 
 /// One decoded frame: RGB, 8 bits per channel, row-major `(height, width, 3)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
