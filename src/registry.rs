@@ -72,6 +72,32 @@ impl ModelCfg {
         }
     }
 
+    /// The same model with a `classes`-way classifier.
+    pub fn with_num_classes(&self, classes: usize) -> Self {
+        let mut m = self.clone();
+        match &mut m {
+            ModelCfg::ClipBaseline(c) => c.num_classes = classes,
+            ModelCfg::StAdapter(c) => c.num_classes = classes,
+            ModelCfg::Aim(c) => c.num_classes = classes,
+            ModelCfg::MstAdapter(c) => c.num_classes = classes,
+            ModelCfg::Benchmark(c) => c.num_classes = classes,
+        }
+        m
+    }
+
+    /// The same model on another backbone shape.
+    pub fn with_clip(&self, clip: ClipCfg) -> Self {
+        let mut m = self.clone();
+        match &mut m {
+            ModelCfg::ClipBaseline(c) => c.clip = clip,
+            ModelCfg::StAdapter(c) => c.clip = clip,
+            ModelCfg::Aim(c) => c.clip = clip,
+            ModelCfg::MstAdapter(c) => c.clip = clip,
+            ModelCfg::Benchmark(c) => c.clip = clip,
+        }
+        m
+    }
+
     /// Where the CLIP encoder's keys sit in this model's state dict: "" for the ST-Adapter
     /// codebase's models, "backbone." for AIM's.
     pub fn encoder_prefix(&self) -> &'static str {

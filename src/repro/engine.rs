@@ -90,8 +90,9 @@ pub struct Args {
     /// Also write the markdown (counts only) to book/src/generated/<binary>.md.
     #[arg(long)]
     pub write_book: bool,
-    /// A folder with result files (`<binary>.ron`) written by the kit's training and evaluation on
-    /// real data; their numbers fill the "ours" result columns.
+    /// A folder of results files (`*.ron`) written by `evaluate --out`: every record that evaluates
+    /// a row of this table (its exact model config, views and data set) fills that row's "ours"
+    /// accuracy cells. Unusable files and folders are errors.
     #[arg(long)]
     pub results: Option<PathBuf>,
     /// Timed repetitions per model for the measured cost tables (after one warm-up).
@@ -108,8 +109,8 @@ Columns, for each quantity the kit computes (parameters in millions, GFLOPs):
   Δ      ours − pub
   mark   ✓ ours rounds (or truncates) to the printed figure; ✗ id: it does not, and the note `id`
          below the table says why; ref: a system this kit does not implement (shown, not computed)
-Result columns (accuracy): the published figure, and ours when --results gives a results file
-written by the kit's evaluation on real data (not available on this machine: shown as —).";
+Result columns (accuracy): the published figure, and ours when --results DIR holds a record
+written by `evaluate` for the row's model, views and data set (otherwise —).";
 
 /// Output formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,13 +296,6 @@ struct FlatRow {
     cells: Vec<String>,
 }
 
-/// Results written by the kit's evaluation: row id → column key → value.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Results {
-    pub provenance: String,
-    pub rows: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
 /// Decimal places of a printed number, read from its shortest form (fixtures keep no trailing
 /// zeros, so 7.20 reads as 7.2 and is compared at one decimal).
 fn decimals(v: f64) -> usize {
@@ -337,20 +331,139 @@ fn cell_text(c: Option<&Cell>) -> String {
     }
 }
 
-fn read_results(spec: &Spec, args: &Args) -> anyhow::Result<Option<Results>> {
-    let Some(dir) = &args.results else { return Ok(None) };
-    let path = dir.join(format!("{}.ron", spec.binary));
-    if !path.is_file() {
-        return Ok(None);
+// ANCHOR: result_columns
+/// What a result column measures: the data set, the metric, and whether the row's model is taken
+/// with the ImageNet-21K backbone (ST-Adapter Table 1's IN-21K columns). `None`: a column the kit's
+/// evaluation does not produce (EK100's verb/noun heads; UCF-101/HMDB-51's 3-split means).
+pub fn result_column(binary: &str, key: &str) -> Option<(&'static str, Metric, bool)> {
+    let table_dataset = || -> Option<&'static str> {
+        Some(match binary {
+            b if b.contains("k400") => "k400",
+            b if b.contains("ssv2") => "ssv2",
+            b if b.contains("k700") => "k700",
+            b if b.contains("diving48") => "diving48",
+            // AIM Table 1 is on SSv2; Tables 6, 7, 8 and 10 on K400 (see their fixtures' notes)
+            "aim_table1_components" => "ssv2",
+            "aim_table6_backbones" | "aim_table7_position" | "aim_table8_ratio" | "aim_table10_evl" => "k400",
+            _ => return None,
+        })
+    };
+    Some(match key {
+        "top1" => (table_dataset()?, Metric::Top1, false),
+        "top5" => (table_dataset()?, Metric::Top5, false),
+        "k400" | "k400_top1" | "clip_k400" => ("k400", Metric::Top1, false),
+        "ssv2" | "ssv2_top1" | "clip_ssv2" => ("ssv2", Metric::Top1, false),
+        "in21k_k400" => ("k400", Metric::Top1, true),
+        "in21k_ssv2" => ("ssv2", Metric::Top1, true),
+        _ => return None,
+    })
+}
+// ANCHOR_END: result_columns
+
+/// Classes of the data sets the tables report.
+pub fn dataset_classes(dataset: &str) -> Option<usize> {
+    Some(match dataset {
+        "k400" => 400,
+        "ssv2" => 174,
+        "k700" => 700,
+        "diving48" => 48,
+        _ => return None,
+    })
+}
+
+/// A metric of an evaluation record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Top1,
+    Top5,
+}
+
+/// The evaluation that fills the result cell (row, column): the row's model with the data set's
+/// classifier (and backbone), at the row's views, on the column's data set.
+pub fn expected_eval(spec: &Spec, row: &Row, key: &str) -> Option<(ModelCfg, Views, &'static str, Metric)> {
+    let ours = (spec.ours)(row)?;
+    let (dataset, metric, in21k) = result_column(spec.binary, key)?;
+    let mut model = ours.model.with_num_classes(dataset_classes(dataset)?);
+    if in21k {
+        model = model.with_clip(crate::clip::ClipCfg::in21k_vit_b16());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(Some(ron::from_str::<Results>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?))
+    Some((model, ours.views, dataset, metric))
+}
+
+/// The records of `--results DIR` and the cells they fill.
+struct Filled {
+    dir: PathBuf,
+    /// (row id, column key) → (value, file).
+    cells: BTreeMap<(String, String), (f64, PathBuf)>,
+    /// Files whose record fills no cell of this table.
+    unused: Vec<PathBuf>,
+}
+
+/// Reads `--results DIR` and matches every record to the cells it fills. Fails loudly, naming the
+/// files: a missing or empty folder, a file that is not a valid record (non-finite or
+/// out-of-range numbers), a table without result columns, two records for one cell, or a folder of
+/// which no record fills any cell of this table.
+fn fill_results(spec: &Spec, table: &super::published::Published, args: &Args) -> anyhow::Result<Option<Filled>> {
+    let Some(dir) = &args.results else { return Ok(None) };
+    let records = crate::results::read_dir(dir)?;
+    if spec.results.iter().all(|k| result_column(spec.binary, k).is_none()) {
+        anyhow::bail!(
+            "--results: {} has no result column the kit's evaluation produces ({})",
+            spec.binary,
+            if spec.results.is_empty() { "no accuracy columns".to_string() } else { spec.results.join(", ") }
+        );
+    }
+    let mut cells: BTreeMap<(String, String), (f64, PathBuf)> = BTreeMap::new();
+    let mut used = vec![false; records.len()];
+    for row in &table.rows {
+        for key in &spec.results {
+            let Some((model, views, dataset, metric)) = expected_eval(spec, row, key) else { continue };
+            for (i, (path, r)) in records.iter().enumerate() {
+                if r.model != model || r.views != views || r.dataset.dataset != dataset {
+                    continue;
+                }
+                let value = match metric {
+                    Metric::Top1 => r.metrics.top1,
+                    Metric::Top5 => r.metrics.top5,
+                };
+                if let Some((_, other)) = cells.get(&(row.id.clone(), key.to_string())) {
+                    if other != path {
+                        anyhow::bail!(
+                            "--results: {} and {} both evaluate row `{}` ({dataset}, {views}): keep one",
+                            other.display(),
+                            path.display(),
+                            row.id
+                        );
+                    }
+                }
+                cells.insert((row.id.clone(), key.to_string()), (value, path.clone()));
+                used[i] = true;
+            }
+        }
+    }
+    let unused: Vec<PathBuf> = records.iter().zip(&used).filter(|(_, u)| !**u).map(|((p, _), _)| p.clone()).collect();
+    if cells.is_empty() {
+        let what: Vec<String> = records
+            .iter()
+            .map(|(p, r)| {
+                format!("{}: {} on {} at {}", p.display(), r.model.breakdown().model, r.dataset.dataset, r.views)
+            })
+            .collect();
+        anyhow::bail!(
+            "--results {}: no record evaluates a row of {} (a record must name the row's exact model config, \
+             views and data set):\n  {}",
+            dir.display(),
+            spec.binary,
+            what.join("\n  ")
+        );
+    }
+    Ok(Some(Filled { dir: dir.clone(), cells, unused }))
 }
 
 /// Builds the report of a spec.
 pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
     let table = super::published::load(spec.paper, spec.file)?;
-    let results = read_results(spec, args)?;
+    let results = fill_results(spec, &table, args)?;
     let views_key = table.column("views").map(|_| "views").or(table.column("frames").map(|_| "frames"));
     let mut columns = Vec::new();
     if views_key.is_some() {
@@ -426,7 +539,7 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
         }
         for r in &spec.results {
             cells.push(printed(r));
-            let ours = results.as_ref().and_then(|res| res.rows.get(&row.id)).and_then(|m| m.get(*r)).copied();
+            let ours = results.as_ref().and_then(|f| f.cells.get(&(row.id.clone(), r.to_string()))).map(|c| c.0);
             cells.push(Value::Fixed { value: ours, decimals: 1 });
         }
         for r in &spec.published_only {
@@ -449,8 +562,25 @@ pub fn report(spec: &Spec, args: &Args) -> anyhow::Result<Report> {
         .collect();
     if !spec.results.is_empty() {
         let text = match &results {
-            Some(r) => format!("result columns \"ours\": {}", r.provenance),
-            None => "result columns \"ours\": filled by `--results DIR` from a results file the kit's evaluation on real data writes; no such results exist on this machine (no GPU, no datasets). A separately labelled proxy column from the embedded CPU benchmark is planned.".into(),
+            Some(f) => {
+                let files: std::collections::BTreeSet<String> =
+                    f.cells.values().map(|(_, p)| p.display().to_string()).collect();
+                let mut t = format!(
+                    "result columns \"ours\": {} cell(s) from the kit's evaluations in {} ({}); each record \
+                     names the weights (sha256), the views and the data set as read (items listed, found, unreadable)",
+                    f.cells.len(),
+                    f.dir.display(),
+                    files.into_iter().collect::<Vec<_>>().join(", ")
+                );
+                if !f.unused.is_empty() {
+                    let names: Vec<String> = f.unused.iter().map(|p| p.display().to_string()).collect();
+                    t += &format!("; not for this table: {}", names.join(", "));
+                }
+                t
+            }
+            None => "result columns \"ours\": filled by `--results DIR` from the records the kit's `evaluate` \
+                     writes on real data (README: evaluating a checkpoint); none given in this run."
+                .into(),
         };
         notes.push(("results".into(), text));
     }

@@ -85,7 +85,13 @@ pub fn main(runner: Runner) {
     let run = || -> anyhow::Result<String> {
         let (mut rep, measure) = match runner {
             Runner::Spec(spec, m) => (engine::report(&spec(), &args)?, m),
-            Runner::Custom(f) => (f(&args)?, None),
+            Runner::Custom(f) => {
+                anyhow::ensure!(
+                    args.results.is_none(),
+                    "--results: this table has no accuracy columns; it takes no results files"
+                );
+                (f(&args)?, None)
+            }
         };
         if args.write_book {
             let counts = counts_report(runner)?;
