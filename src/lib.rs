@@ -22,6 +22,7 @@ pub mod count;
 pub mod device;
 pub mod figures;
 pub mod init;
+pub mod input;
 pub mod mst_adapter;
 pub mod official;
 pub mod ops;

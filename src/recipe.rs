@@ -3,10 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
+use crate::input::{ensure, ensure_count, ConfigError, InputError, Validate};
 use crate::optim::AdamWCfg;
 
 /// How training frames are resized before the crop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Resize {
     /// Scale the short side to a random length in [min, max], then crop (K400).
     ShortSideJitter { min: usize, max: usize },
@@ -16,6 +20,7 @@ pub enum Resize {
 
 /// How the frames of a clip are picked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Sampling {
     /// Every `stride`-th frame: 16 for 8 frames, 8 for 16, 4 for 32 (K400).
     Stride { by_frames: Vec<(usize, usize)> },
@@ -25,6 +30,7 @@ pub enum Sampling {
 
 /// A training recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub optimizer: AdamWCfg,
     pub batch_size: usize,
@@ -38,7 +44,41 @@ pub struct Recipe {
     pub test_views: (usize, usize),
 }
 
+impl Validate for Recipe {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.optimizer.validate().map_err(|e| e.within("optimizer"))?;
+        ensure_count(self.batch_size, "batch_size", 1 << 16)?;
+        ensure_count(self.steps, "steps", 1 << 30)?;
+        ensure_count(self.crop, "crop", 1 << 13)?;
+        if let Resize::ShortSideJitter { min, max } = self.resize {
+            ensure_count(min, "resize.ShortSideJitter.min", 1 << 13)?;
+            ensure(min <= max && max <= 1 << 13, "resize.ShortSideJitter.max", || {
+                format!("must be from min ({min}) to {}, is {max}", 1 << 13)
+            })?;
+            ensure(min >= self.crop, "resize.ShortSideJitter.min", || {
+                format!("{min} is smaller than the crop {} (the short side must hold the crop)", self.crop)
+            })?;
+        }
+        if let Sampling::Stride { by_frames } = &self.sampling {
+            ensure(!by_frames.is_empty(), "sampling.Stride.by_frames", || {
+                "is empty: give (frames, stride) pairs".into()
+            })?;
+            for (i, (frames, stride)) in by_frames.iter().enumerate() {
+                ensure_count(*frames, &format!("sampling.Stride.by_frames[{i}].0"), 1024)?;
+                ensure_count(*stride, &format!("sampling.Stride.by_frames[{i}].1"), 1024)?;
+            }
+        }
+        ensure_count(self.test_views.0, "test_views.0", 100)?;
+        ensure_count(self.test_views.1, "test_views.1", 100)
+    }
+}
+
 impl Recipe {
+    /// Reads a RON recipe and validates it; errors name the file and the field.
+    pub fn from_ron_file(path: &Path) -> Result<Self, InputError> {
+        crate::input::read_ron(path)
+    }
+
     /// ST-Adapter on Kinetics-400 with ViT-B/16 (ST-Adapter appendix, Table 8).
     pub fn st_k400_vit_b() -> Self {
         Self {

@@ -87,15 +87,16 @@ pub struct Args {
     /// Only the architecture columns (parameters, GFLOPs): no measurements; fast and deterministic.
     #[arg(long)]
     pub counts_only: bool,
-    /// Also write the markdown (counts only) to book/src/generated/<binary>.md.
+    /// Also write the markdown (counts only) to book/src/generated/<binary>.md under the working
+    /// directory, which must be the root of a video-adapters checkout.
     #[arg(long)]
     pub write_book: bool,
     /// A folder with result files (`<binary>.ron`) written by the kit's training and evaluation on
     /// real data; their numbers fill the "ours" result columns.
     #[arg(long)]
     pub results: Option<PathBuf>,
-    /// Timed repetitions per model for the measured cost tables (after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    /// Timed repetitions per model for the measured cost tables (after one warm-up): 1 to 100.
+    #[arg(long, default_value_t = 3, value_parser = crate::input::count(1..=100))]
     pub reps: usize,
 }
 

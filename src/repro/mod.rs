@@ -12,6 +12,8 @@ pub mod st_adapter;
 
 pub use engine::{Args, Format, Report, Spec};
 
+use anyhow::Context as _;
+
 /// How a table is produced.
 #[derive(Clone, Copy)]
 pub enum Runner {
@@ -83,15 +85,16 @@ pub fn main(runner: Runner) {
     }
     let args = Args::parse();
     let run = || -> anyhow::Result<String> {
+        // checked before any work: a measured table takes minutes
+        let book = if args.write_book { Some(book_src_dir().context("--write-book")?.join("generated")) } else { None };
         let (mut rep, measure) = match runner {
             Runner::Spec(spec, m) => (engine::report(&spec(), &args)?, m),
             Runner::Custom(f) => (f(&args)?, None),
         };
-        if args.write_book {
+        if let Some(dir) = &book {
             let counts = counts_report(runner)?;
-            let path = engine::book_dir().join(format!("{}.md", counts.binary));
-            std::fs::create_dir_all(engine::book_dir())?;
-            std::fs::write(&path, counts.render(Format::Markdown))?;
+            let path = dir.join(format!("{}.md", counts.binary));
+            crate::input::write_atomic(&path, counts.render(Format::Markdown).as_bytes(), "--write-book")?;
             eprintln!("wrote {}", path.display());
         }
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {
@@ -106,6 +109,21 @@ pub fn main(runner: Runner) {
             std::process::exit(1);
         }
     }
+}
+
+/// `book/src` under the working directory, which must be the root of a checkout (it has
+/// `book/src/SUMMARY.md`): `--write-book` and `book_assets` write there, never into the checkout
+/// the binary was built from.
+pub fn book_src_dir() -> anyhow::Result<std::path::PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let src = cwd.join("book/src");
+    if !src.join("SUMMARY.md").is_file() {
+        anyhow::bail!(
+            "the book's pages are written to book/src/ under the working directory, which must be the root of a video-adapters checkout, but {} has no book/src/SUMMARY.md",
+            cwd.display()
+        );
+    }
+    Ok(src)
 }
 
 /// The book page listing every published figure the kit does not reproduce, table by table, with
