@@ -347,3 +347,28 @@ fn write_book_writes_under_the_working_directory() {
     let page = std::fs::read_to_string(fake.join("book/src/generated/mst_table2_ssv2.md")).unwrap();
     assert!(page.contains("MST-Adapter Table 2"), "{page}");
 }
+
+/// The two weight flags mixed up: a complete state dict given as `--clip` would silently provide
+/// the adapters and the head; a CLIP encoder file given as `--weights` lacks the new parameters.
+/// Both are named, with the flag to use.
+#[test]
+fn weight_files_given_to_the_wrong_flag_are_named() {
+    let (m, i, o) =
+        (config("tiny_st_adapter_k400"), parity("st_adapter_k400", "input.safetensors"), tmp("o.safetensors"));
+    let whole = parity("st_adapter_k400", "weights.safetensors");
+    fails(
+        &run("forward", &["--model", s(&m), "--clip", s(&whole), "--input", s(&i), "--output", s(&o)]),
+        1,
+        &["--clip holds 14 tensors that are not CLIP's image encoder (e.g. transformer.resblocks.0.adapter_pre_mlp.fc1.weight", "--weights"],
+    );
+    let clip = parity("clip_baseline", "weights.safetensors");
+    fails(
+        &run("forward", &["--model", s(&m), "--weights", s(&clip), "--input", s(&i), "--output", s(&o)]),
+        1,
+        &[
+            "keys 12 missing",
+            "hint: the file has the encoder but none of the missing parameters",
+            "give it with --clip",
+        ],
+    );
+}

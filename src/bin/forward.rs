@@ -85,9 +85,20 @@ fn run(a: Args) -> anyhow::Result<()> {
     let mut model =
         cfg.build(&dev, &mut Init::seeded(0)).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
     let encoder = cfg.encoder_prefix();
+    // the model's parameters that a CLIP checkpoint does not have (adapters, heads, …)
+    let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
     match (&a.weights, &a.clip) {
         (Some(w), _) => {
-            model.load(w, &KeyMap::identity(), &|_| false)?;
+            if let Err(mut e) = model.load(w, &KeyMap::identity(), &|_| false) {
+                if let InputError::Weights(w) = &mut e {
+                    if w.unexpected.is_empty() && w.mismatched.is_empty() && w.missing.iter().all(|(k, _)| new(k)) {
+                        w.hints.push(
+                            "the file has the encoder but none of the missing parameters, which CLIP does not have (adapters, head): give it with --clip, and the trained parameters with --checkpoint".into(),
+                        );
+                    }
+                }
+                return Err(e.into());
+            }
         }
         (None, Some(clip)) => {
             let map = KeyMap {
@@ -95,8 +106,16 @@ fn run(a: Args) -> anyhow::Result<()> {
                 file_prefix: a.clip_prefix.clone().unwrap_or_default(),
                 ignore: vec!["proj".into()],
             };
-            let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
             let r = model.load(clip, &map, &new)?;
+            let not_clip: Vec<&str> = r.loaded.iter().filter(|k| new(k)).map(|k| k.as_str()).collect();
+            if !not_clip.is_empty() {
+                bail!(
+                    "{}: --clip holds {} tensors that are not CLIP's image encoder (e.g. {}): a complete state dict goes in with --weights, trained parameters with --checkpoint",
+                    clip.display(),
+                    not_clip.len(),
+                    not_clip.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                );
+            }
             eprintln!("loaded {} CLIP tensors ({:?}) from {}", r.loaded.len(), r.dtypes, clip.display());
             match &a.checkpoint {
                 Some(ck) => {
