@@ -7,11 +7,12 @@
 //! print it with `{:#}` and exit with code 1 (clap's usage errors exit with 2); nothing a user puts
 //! in a file or on a command line reaches a panic.
 //!
+//! Writing goes through [`crate::io::write_atomic`].
+//!
 //! A config is validated once, where it enters: [`read_ron`] parses and then runs [`Validate`], so
 //! a value that is read is a value that builds.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -328,38 +329,6 @@ fn excerpt(text: &str, line: usize, column: usize) -> String {
     let pad = " ".repeat(number.len());
     let caret: String = l.chars().take(column.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
     format!("\n  {number} | {l}\n  {pad} | {caret}^")
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, flushed to disk, then renamed
-/// over `path`; the temporary file is removed on any error. A directory as `path` is refused
-/// (what `flag` names, e.g. `--output`, is said in the message).
-pub fn write_atomic(path: &Path, bytes: &[u8], flag: &str) -> Result<(), InputError> {
-    if path.is_dir() {
-        return Err(InputError::unusable(
-            path,
-            format!("{flag} names a directory; give a file name (e.g. {})", path.join("out").display()),
-        ));
-    }
-    let Some(name) = path.file_name() else {
-        return Err(InputError::unusable(path, format!("{flag} does not end in a file name")));
-    };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| InputError::io(dir, "create the folder of", e))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| InputError::io(&tmp, "create", e))?;
-        f.write_all(bytes).map_err(|e| InputError::io(&tmp, "write", e))?;
-        f.sync_all().map_err(|e| InputError::io(&tmp, "flush", e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| InputError::io(path, "replace", e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The first non-finite value (NaN or ±∞) of `values`, as (flat index, value).

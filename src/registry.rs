@@ -17,7 +17,7 @@ use crate::count::{encoder_lines, Breakdown};
 use crate::init::Init;
 use crate::input::{ensure, ensure_count, ConfigError, InputError, Validate};
 use crate::mst_adapter::MstAdapterCfg;
-use crate::optim::AdamW;
+use crate::optim::{AdamW, GradSums};
 use crate::param::{param_list, set_trainable, ParamInfo};
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
@@ -73,6 +73,17 @@ impl ModelCfg {
             ModelCfg::Aim(c) => &c.clip,
             ModelCfg::MstAdapter(c) => &c.clip,
             ModelCfg::Benchmark(c) => &c.clip,
+        }
+    }
+
+    /// Classes of the classifier head.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelCfg::ClipBaseline(c) => c.num_classes,
+            ModelCfg::StAdapter(c) => c.num_classes,
+            ModelCfg::Aim(c) => c.num_classes,
+            ModelCfg::MstAdapter(c) => c.num_classes,
+            ModelCfg::Benchmark(c) => c.num_classes,
         }
     }
 
@@ -307,9 +318,31 @@ pub trait VideoModel {
     fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError>;
     /// Marks the parameters whose key satisfies `pred` trainable, all others frozen.
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool);
-    /// One training step: traced forward (dropout on), cross-entropy, backward, AdamW update of
-    /// the trainable set. Returns the loss.
-    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32;
+    /// Traced forward (dropout as `ctx` says), cross-entropy with `smoothing`, backward; adds
+    /// `scale` × every trainable parameter's gradient to `sums`. Returns the loss.
+    fn accumulate(
+        &self,
+        video: &Video<f32, Cpu>,
+        labels: &[usize],
+        smoothing: f64,
+        scale: f32,
+        sums: &mut GradSums<f32>,
+        ctx: &mut Ctx,
+    ) -> f32;
+    /// One AdamW update of the trainable set from gradient sums.
+    fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>);
+    /// One training step on one batch: [`VideoModel::accumulate`] then [`VideoModel::apply`].
+    /// Returns the loss.
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+        let mut sums = GradSums::new();
+        let loss = self.accumulate(video, labels, 0.0, 1.0, &mut sums, ctx);
+        self.apply(opt, &sums);
+        loss
+    }
+    /// The parameters whose key satisfies `pred`: (key, stored shape, values).
+    fn values(&self, pred: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+    /// Overwrites one parameter; the error names the key.
+    fn set_values(&mut self, key: &str, values: &[f32]) -> Result<(), String>;
 }
 
 /// The same implementation for every model type: they all have `forward::<Tape>` and `Params`.
@@ -328,12 +361,30 @@ macro_rules! video_model {
             fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
                 set_trainable(self, pred)
             }
-            fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
-                let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+            fn accumulate(
+                &self,
+                video: &Video<f32, Cpu>,
+                labels: &[usize],
+                smoothing: f64,
+                scale: f32,
+                sums: &mut GradSums<f32>,
+                ctx: &mut Ctx,
+            ) -> f32 {
+                let logits = self.forward::<OwnedTape<f32, Cpu>>(video, ctx);
+                let loss = crate::ops::cross_entropy(logits, labels, smoothing);
                 let value = loss.retaped::<NoneTape>().as_vec()[0];
                 let mut grads = loss.backward();
-                opt.update(self, &mut grads);
+                crate::optim::accumulate(self, &mut grads, scale, sums);
                 value
+            }
+            fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>) {
+                opt.step(self, sums)
+            }
+            fn values(&self, pred: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+                crate::param::values_of(self, pred)
+            }
+            fn set_values(&mut self, key: &str, values: &[f32]) -> Result<(), String> {
+                crate::param::set_values(self, key, values)
             }
         }
     )*};

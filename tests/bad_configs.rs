@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use dfdx::prelude::*;
 use video_adapters::clip::{Blocks, ClipCfg};
 use video_adapters::init::Init;
-use video_adapters::input::{parse_ron, read_ron, Validate};
+use video_adapters::input::{parse_ron, Validate};
 use video_adapters::recipe::Recipe;
 use video_adapters::registry::{presets, to_ron, ModelCfg};
 use video_adapters::repro::published::Published;
@@ -270,36 +270,36 @@ fn a_missing_config_file_is_named() {
     assert!(e.ends_with("is a directory, not a file"), "{e}");
 }
 
-/// Recipes: every preset is valid; unknown fields are refused in every struct (optimizer, resize
-/// …); values out of range name the field.
+/// Recipes: every preset is valid; unknown fields are refused in every struct (optimizer, the
+/// pipelines, their sampling …); values out of range name the file and the field.
 #[test]
 fn recipes_refuse_unknown_fields_and_bad_values() {
-    let recipes = [Recipe::st_k400_vit_b(), Recipe::st_k400_vit_l(), Recipe::st_ssv2_vit_b(), Recipe::st_ssv2_vit_l()];
     let pretty = || ron::ser::PrettyConfig::new().struct_names(false);
-    for r in &recipes {
-        r.validate().unwrap();
-        let text = ron::ser::to_string_pretty(r, pretty())
-            .unwrap()
-            .replace("ShortSideJitter(", "ShortSideJitter(\n")
-            .replace("Stride(", "Stride(\n");
-        let variants = with_unknown_field(&text);
-        assert!(variants.len() >= 2);
-        for bad in variants {
+    let mut checked = 0;
+    for r in Recipe::presets() {
+        Validate::validate(&r).unwrap();
+        let text = ron::ser::to_string_pretty(&r, pretty()).unwrap();
+        for bad in with_unknown_field(&text) {
             let e = parse_ron::<Recipe>(&bad, Path::new("r.ron")).unwrap_err().to_string();
             assert!(e.contains("unknown field named `typo_field`"), "{e}\n{bad}");
+            checked += 1;
         }
     }
+    assert!(checked >= 20, "{checked}");
     let path = tmp("recipe.ron");
+    let good = ron::ser::to_string_pretty(&Recipe::st_k400_vit_b(), pretty()).unwrap();
     for (change, want) in [
         (("batch_size: 128", "batch_size: 0"), "`batch_size`: must be at least 1"),
         (("lr: 0.0005", "lr: -1.0"), "`optimizer.lr`: must be a number in [0, 1000], is -1"),
-        (("min: 224", "min: 200"), "`resize.ShortSideJitter.min`: 200 is smaller than the crop 224"),
+        (("label_smoothing: 0.0", "label_smoothing: 1.0"), "`label_smoothing`: must be a number in [0, 1), is 1"),
+        (("warmup_steps: 3333", "warmup_steps: 30000"), "`warmup_steps`: 30000 exceeds steps 20000"),
     ] {
-        let text = ron::ser::to_string_pretty(&recipes[0], pretty()).unwrap();
-        assert!(text.contains(change.0), "{text}");
-        std::fs::write(&path, text.replace(change.0, change.1)).unwrap();
-        let e = read_ron::<Recipe>(&path).unwrap_err().to_string();
+        assert!(good.contains(change.0), "{good}");
+        std::fs::write(&path, good.replace(change.0, change.1)).unwrap();
+        let e = Recipe::from_ron_file(&path).unwrap_err().to_string();
         assert!(e.contains("recipe.ron") && e.contains(want), "{e}");
+        let e = format!("{:#}", Recipe::named_or_file(path.to_str().unwrap()).unwrap_err());
+        assert!(e.contains(want), "{e}");
     }
 }
 

@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use video_adapters::clip::weights::{load_params, read_all, write_safetensors, KeyMap, NamedTensor, TensorMap};
 use video_adapters::clip::{vit::FrameBaseline, ClipCfg};
 use video_adapters::init::Init;
-use video_adapters::input::write_atomic;
+use video_adapters::io::write_atomic;
 use video_adapters::registry::{presets, ModelCfg};
 
 fn root() -> PathBuf {
@@ -193,8 +193,8 @@ fn input_shapes_are_checked_against_the_config() {
 fn atomic_writes_refuse_directories_and_leave_no_temporary_file() {
     let dir = tmp("out_dir");
     std::fs::create_dir_all(&dir).unwrap();
-    let e = write_atomic(&dir, b"x", "--output").unwrap_err().to_string();
-    assert!(e.contains("out_dir: --output names a directory; give a file name"), "{e}");
+    let e = write_atomic(&dir, b"x").unwrap_err().to_string();
+    assert!(e.contains("out_dir: is a folder: give a file name to write"), "{e}");
     let parent = dir.parent().unwrap();
     let leftovers = || {
         std::fs::read_dir(parent)
@@ -204,12 +204,12 @@ fn atomic_writes_refuse_directories_and_leave_no_temporary_file() {
     };
     assert_eq!(leftovers(), 0);
     let file = dir.join("a.bin");
-    write_atomic(&file, b"hello", "--output").unwrap();
-    write_atomic(&file, b"hello again", "--output").unwrap();
+    write_atomic(&file, b"hello").unwrap();
+    write_atomic(&file, b"hello again").unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), b"hello again");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     // a folder that cannot be made (its parent is a file) is named
-    let e = write_atomic(&file.join("x.bin"), b"x", "--output").unwrap_err().to_string();
+    let e = write_atomic(&file.join("x.bin"), b"x").unwrap_err().to_string();
     assert!(e.contains("cannot create the folder of the file") && e.contains("a.bin"), "{e}");
 }
 

@@ -416,7 +416,7 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// Writes f32 tensors to `path` atomically ([`crate::input::write_atomic`]): a temporary file in
+/// Writes f32 tensors to `path` atomically ([`crate::io::write_atomic`]): a temporary file in
 /// the same folder, flushed, then renamed, so a crash never leaves a truncated file under the final
 /// name and an error leaves nothing behind; a directory as `path` is refused.
 pub fn write_safetensors(
@@ -443,7 +443,7 @@ pub fn write_safetensors(
     let meta = metadata.map(|m| m.into_iter().collect());
     let data = safetensors::serialize(views, &meta)
         .map_err(|e| InputError::unusable(path, format!("cannot serialise the tensors: {e:?}")))?;
-    crate::input::write_atomic(path, &data, "the output path")
+    crate::io::write_atomic(path, &data)
 }
 
 /// Tensors by key, each as (shape, row-major values).

@@ -98,32 +98,22 @@ where
                 )
             })?;
             if dgamma.is_some() || dbeta.is_some() {
-                let (dg, db) = gy
-                    .par_chunks(c)
-                    .zip(xhat.par_chunks(c))
-                    .fold(
-                        || (vec![E::zero(); c], vec![E::zero(); c]),
-                        |(mut dg, mut db), (gyr, xh)| {
-                            for i in 0..c {
-                                dg[i] += gyr[i] * xh[i];
-                                db[i] += gyr[i];
-                            }
-                            (dg, db)
-                        },
-                    )
-                    .reduce(
-                        || (vec![E::zero(); c], vec![E::zero(); c]),
-                        |(mut a, mut b), (c2, d2)| {
-                            a.iter_mut().zip(&c2).for_each(|(u, v)| *u += *v);
-                            b.iter_mut().zip(&d2).for_each(|(u, v)| *u += *v);
-                            (a, b)
-                        },
-                    );
+                let sums = super::ordered_sum(gy.len() / c, 64, 2 * c, |rows, acc: &mut [E]| {
+                    let (dg, db) = acc.split_at_mut(c);
+                    for r in rows {
+                        let (gyr, xh) = (&gy[r * c..(r + 1) * c], &xhat[r * c..(r + 1) * c]);
+                        for i in 0..c {
+                            dg[i] += gyr[i] * xh[i];
+                            db[i] += gyr[i];
+                        }
+                    }
+                });
+                let (dg, db) = sums.split_at(c);
                 if let Some(t) = &dgamma {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&dg).for_each(|(u, v)| *u += *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(dg).for_each(|(u, v)| *u += *v))?;
                 }
                 if let Some(t) = &dbeta {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(&db).for_each(|(u, v)| *u += *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(db).for_each(|(u, v)| *u += *v))?;
                 }
             }
             Ok(())

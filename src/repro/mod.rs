@@ -94,7 +94,7 @@ pub fn main(runner: Runner) {
         if let Some(dir) = &book {
             let counts = counts_report(runner)?;
             let path = dir.join(format!("{}.md", counts.binary));
-            crate::input::write_atomic(&path, counts.render(Format::Markdown).as_bytes(), "--write-book")?;
+            crate::io::write_atomic(&path, counts.render(Format::Markdown).as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {

@@ -314,7 +314,8 @@ pub fn table12_ucf_hmdb() -> Spec {
 pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engine::Report> {
     use super::engine::{OutRow, Report};
     use super::published::Cell;
-    use crate::recipe::{Recipe, Resize, Sampling};
+    use crate::recipe::Recipe;
+    use crate::video::{Sampling, TrainPipeline};
     let table = super::published::load("st_adapter", "table8_recipe")?;
     let settings: [(&str, StAdapterCfg, Recipe); 4] = [
         ("k400_vit_b", StAdapterCfg::vit_b16_12x384(), Recipe::st_k400_vit_b()),
@@ -324,6 +325,9 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
     ];
     let ours = |row: &str, m: &StAdapterCfg, r: &Recipe| -> String {
         let mark = |b: bool| if b { "✓" } else { "✗" }.to_string();
+        let TrainPipeline::St { size, jitter, mirror, rand_augment, sampling } = r.train else {
+            return "—".into();
+        };
         match row {
             "num_adapters_per_block" => (m.num_adapters() / m.clip.layers).to_string(),
             "bottleneck_width" => m.adapter_width.to_string(),
@@ -333,22 +337,27 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
             }
             "batch_size" => r.batch_size.to_string(),
             "training_steps" => format!("{}k", r.steps / 1000),
-            "training_resize" => match r.resize {
-                Resize::ShortSideJitter { min, max } => format!("ShortSideJitter {min} - {max}"),
-                Resize::RandomResizedCrop => "RandomResizedCrop".into(),
+            "training_resize" => match jitter {
+                Some((lo, hi)) => {
+                    let side = |f: f64| crate::video::sample::py_round(size as f64 * f);
+                    format!("ShortSideJitter {} - {}", side(lo), side(hi))
+                }
+                None => "RandomResizedCrop".into(),
             },
-            "crop_size" => r.crop.to_string(),
-            "frame_sampling_rate" => match &r.sampling {
-                Sampling::Stride { by_frames } => by_frames
-                    .iter()
-                    .map(|(f, s)| format!("{s} (for {f} frames per view)"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                Sampling::Uniform => "dynamic, evenly covering the whole video".into(),
+            "crop_size" => size.to_string(),
+            // the dense rate spans 128 frames whatever the clip length (8 × 16 = 16 × 8 = 32 × 4)
+            "frame_sampling_rate" => match sampling {
+                Sampling::StDense { frames, rate, .. } => {
+                    [8, 16, 32].map(|f| format!("{} (for {f} frames per view)", frames * rate / f)).join(" ")
+                }
+                _ => "dynamic, evenly covering the whole video".into(),
             },
-            "mirror" => mark(r.mirror),
-            "randaugment" => mark(r.rand_augment),
-            "num_testing_views" => format!("{} temporal × {} spatial", r.test_views.0, r.test_views.1),
+            "mirror" => mark(mirror),
+            "randaugment" => mark(rand_augment),
+            "num_testing_views" => {
+                let (t, s) = r.test_views();
+                format!("{t} temporal × {s} spatial")
+            }
             _ => "—".into(),
         }
     };
