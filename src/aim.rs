@@ -229,6 +229,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
 }
 
 // ANCHOR: block
+// ANCHOR: block_fields
 /// A CLIP block with AIM's adapters. Keys: `attn`, `ln_1`, `mlp`, `ln_2` (CLIP's) and
 /// `T_Adapter_in`, `T_Adapter`, `S_Adapter`, `MLP_Adapter`.
 #[derive(Clone, Debug)]
@@ -241,6 +242,7 @@ pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub scale: f64,
     pub drop_path: f64,
 }
+// ANCHOR_END: block_fields
 
 /// The block's three stages (AIM Eqs. 3–5), each a residual branch on the frozen CLIP weights:
 /// temporal `x += T_Adapter(T-MSA(ln_1(x)))`, spatial `x += S_Adapter(S-MSA(ln_1(x)))`, joint
@@ -253,6 +255,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
     fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let clip = &self.clip;
         match i {
+            // ANCHOR: eq3
             // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
             0 => maybe(self.t_adapter.as_ref(), x, |t_adapter, x| {
                 residual(x, |x| {
@@ -262,11 +265,15 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                     drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
                 })
             }),
+            // ANCHOR_END: eq3
+            // ANCHOR: eq4
             // spatial adaptation: S_Adapter (with skip) on the attention output
             1 => residual(x, |x| {
                 let h = clip.attention(x, SeqAxis::Tokens);
                 maybe(self.s_adapter.as_ref(), h, |a, h| a.forward(h))
             }),
+            // ANCHOR_END: eq4
+            // ANCHOR: eq5
             // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
             _ => residual(x, |x| {
                 let (xn, tape) = clip.ln_2.forward(x).split_tape();
@@ -276,6 +283,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                     ops::add(h, drop_path_tokens(j, self.drop_path, ctx))
                 })
             }),
+            // ANCHOR_END: eq5
         }
     }
 

@@ -32,6 +32,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod parity;
+pub mod proxy;
 pub mod recipe;
 pub mod registry;
 pub mod repro;

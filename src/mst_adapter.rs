@@ -241,6 +241,7 @@ pub enum PointwiseLayer<E: Dtype, D: Storage<E>> {
 }
 
 // ANCHOR: adapter
+// ANCHOR: adapter_fields
 /// `V + up(ME(down(V)))` on the patch tokens, with the multi-scale extraction
 /// `z = V_down + Σᵢ Wᵢ·DWConv3Dᵢ(V_down)`, `ME = z + Conv₁ₓ₁ₓ₁(z)`.
 #[derive(Clone, Debug)]
@@ -251,12 +252,17 @@ pub struct MstAdapter<const C: usize, E: Dtype, D: Storage<E>> {
     pub pointwise: Option<PointwiseLayer<E, D>>,
     pub up: Linear<usize, Const<C>, E, D>,
 }
+// ANCHOR_END: adapter_fields
 
 impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+        // ANCHOR: eq6_down
         let (x, tape) = x.split_tape();
-        let v = self.down.forward(ops::patch_tokens(x.clone().put_tape(tape))); // (B·T, H·W, W)
-                                                                                // Eq. 7–8: three depthwise branches on V_down, fused onto V_down
+        // V_down: (B·T, H·W, W)
+        let v = self.down.forward(ops::patch_tokens(x.clone().put_tape(tape)));
+        // ANCHOR_END: eq6_down
+        // ANCHOR: eq7
+        // Eq. 7: the branches B_i = DWConv3D_i(V_down), each on the (T, H, W) grid of each video
         let (v, tape) = v.split_tape();
         let mut tape = Some(tape);
         let branches: Vec<_> = self
@@ -270,14 +276,23 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
                 conv.forward(input, grid)
             })
             .collect();
+        // ANCHOR_END: eq7
+        // ANCHOR: eq8
+        // Eq. 8: z = V_down + Σᵢ Wᵢ·Bᵢ
         let z = ops::fuse(v, branches, &self.fusion);
+        // ANCHOR_END: eq8
+        // ANCHOR: eq9
         // Eq. 9: y = z + Conv1x1x1(z)
         let y = match &self.pointwise {
             Some(PointwiseLayer::Dense(lin)) => residual(z, |z| lin.forward(z)),
             Some(PointwiseLayer::Depthwise(conv)) => residual(z, |z| conv.forward(z, grid)),
             None => z,
         };
-        ops::add_to_patches(x, self.up.forward(y)) // Eq. 6: V + up(·), CLS untouched
+        // ANCHOR_END: eq9
+        // ANCHOR: eq6_up
+        // Eq. 6: V + up(·), the CLS token untouched
+        ops::add_to_patches(x, self.up.forward(y))
+        // ANCHOR_END: eq6_up
     }
 }
 // ANCHOR_END: adapter

@@ -121,6 +121,7 @@ impl Validate for StAdapterCfg {
 
 // ANCHOR: count
 impl StAdapterCfg {
+    // ANCHOR: adapter_params
     /// Parameters of one adapter: fc1 (C·W + W) + depthwise conv (W·kT·kH·kW + W) + fc2 (W·C + C).
     pub fn adapter_params(&self) -> u64 {
         let (c, w, k) = (self.clip.width as u64, self.adapter_width as u64, self.kernel.taps() as u64);
@@ -137,6 +138,7 @@ impl StAdapterCfg {
         );
         linear_macs(n, c, w) + dwconv_macs(n * w, k) + linear_macs(n, w, c)
     }
+    // ANCHOR_END: adapter_params
 
     /// Parameters and multiply-adds per view (`frames` frames), line by line.
     pub fn breakdown(&self) -> Breakdown {

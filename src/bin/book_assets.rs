@@ -28,5 +28,9 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("generated"))?;
     std::fs::write(root.join("generated/discrepancies.md"), video_adapters::repro::discrepancies_markdown()?)?;
     eprintln!("wrote generated/discrepancies.md");
+    std::fs::write(root.join("generated/tables_summary.md"), video_adapters::repro::tables_summary_markdown()?)?;
+    eprintln!("wrote generated/tables_summary.md");
+    std::fs::write(root.join("generated/measured_tables.md"), video_adapters::repro::measured_markdown()?)?;
+    eprintln!("wrote generated/measured_tables.md");
     Ok(())
 }

@@ -210,6 +210,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
         })
     }
 
+    // ANCHOR: encoder_forward
     /// The frame tokens after the last block: (B·T, L, C), and the video's grid.
     ///
     /// With `T = OwnedTape` (training) the stream stays untraced up to the first stage that reads a
@@ -244,6 +245,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
             || trains(&self.temporal_embedding)
             || trains(&self.ln_pre)
     }
+    // ANCHOR_END: encoder_forward
 
     /// `ln_pre([class_embedding; conv1(patches)] + positional_embedding (+ temporal_embedding[t]))`.
     fn embed<T: Tape<E, D>>(

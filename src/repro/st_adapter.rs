@@ -312,8 +312,7 @@ pub fn table12_ucf_hmdb() -> Spec {
 /// Table 8: the default recipe, field by field: the model fields from our model presets, the
 /// training fields from our recipe presets (src/recipe.rs).
 pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engine::Report> {
-    use super::engine::{OutRow, Report};
-    use super::published::Cell;
+    use super::engine::{Column, Kind, Mark, OutRow, Report, Value};
     use crate::recipe::Recipe;
     use crate::video::{Sampling, TrainPipeline};
     let table = super::published::load("st_adapter", "table8_recipe")?;
@@ -362,39 +361,32 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
         }
     };
     let norm = |s: &str| s.replace(' ', "").replace("5e-4", "0.0005").replace("1e-2", "0.01").replace("5e-4", "0.0005");
-    let mut marks = (0, 0, 0);
-    let mut rows = Vec::new();
-    let mut header = vec!["setting".to_string()];
+    let mut columns = Vec::new();
     for (key, _, _) in &settings {
         let label = table.column(key).map_or(key.to_string(), |c| c.label.clone());
-        header.extend([format!("{label} pub"), format!("{label} ours"), "mark".into()]);
+        for kind in [Kind::Published, Kind::Ours, Kind::Mark] {
+            columns.push(Column::new(Some(&label), kind));
+        }
     }
+    let mut rows = Vec::new();
     for row in &table.rows {
         let mut cells = Vec::new();
         for (key, m, r) in &settings {
-            let published = match row.cells.get(*key) {
-                Some(Cell::Num(v)) => format!("{v}"),
-                Some(Cell::Text(t)) => t.clone(),
-                _ => "—".into(),
-            };
+            let published = Value::Printed(row.cells.get(*key).cloned());
             let o = ours(&row.id, m, r);
-            let ok = norm(&published) == norm(&o);
-            if ok {
-                marks.0 += 1
-            } else {
-                marks.1 += 1
-            }
-            cells.extend([published, o, if ok { "✓".into() } else { "✗ ?".into() }]);
+            let mark = if norm(&published.text()) == norm(&o) { Mark::Match } else { Mark::Mismatch(None) };
+            cells.extend([published, Value::Text(o), Value::Mark(mark)]);
         }
         rows.push(OutRow { id: row.id.clone(), label: row.label.clone(), group: None, cells });
     }
     Ok(Report {
         binary: "st_table8_recipe".into(),
-        title: format!("{} Table {} — {}", table.paper, table.table, table.caption),
+        table: format!("{} Table {}", table.paper, table.table),
+        caption: table.caption.clone(),
         source: format!("{} ({})", table.source, table.citation),
-        header,
+        row_header: "setting".into(),
+        columns,
         rows,
         notes: vec![("ours".into(), "Model fields from our presets (src/st_adapter.rs); training fields from our recipe presets (src/recipe.rs), which training runs read.".into())],
-        marks,
     })
 }
