@@ -102,6 +102,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs the benchmark: `rounds` rounds, each timing every variant once (after one warm-up round),
 /// on `frames` frames of 197 tokens. With `torch`, also runs `scripts/bench_block.py` each round.
 pub fn run(rounds: usize, frames: usize, torch: bool) -> anyhow::Result<String> {
+    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1 (the medians need a timed round), is {rounds}");
+    anyhow::ensure!(frames >= 1, "--frames must be at least 1, is {frames}");
     let dev = Cpu::default();
     let s = ClipCfg::vit_b16().tokens();
     let mut init = Init::seeded(7);
@@ -201,7 +203,8 @@ fn torch_round(frames: usize) -> anyhow::Result<(f64, f64)> {
     let out = std::process::Command::new("python3")
         .arg(&script)
         .args(["--frames", &frames.to_string(), "--threads", &rayon::current_num_threads().to_string()])
-        .output()?;
+        .output()
+        .map_err(|e| anyhow::anyhow!("--torch runs python3 {}: {e}", script.display()))?;
     anyhow::ensure!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;

@@ -2,22 +2,26 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use crate::input::InputError;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk
 /// (`fsync`), then renamed over `path`; the temporary file is removed on any error. A crash or a
 /// full disk never leaves a truncated file under the final name, and an existing file stays intact
-/// until the new one is complete. A `path` naming a folder is refused.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// until the new one is complete. A `path` naming a folder is refused. Errors name the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InputError> {
     use std::io::Write;
     if path.is_dir() {
-        anyhow::bail!("{} is a folder: give a file name to write", path.display());
+        return Err(InputError::unusable(path, "is a folder: give a file name to write"));
     }
-    let name =
-        path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no file name", path.display()))?;
+    let Some(name) = path.file_name() else {
+        return Err(InputError::unusable(path, "has no file name to write"));
+    };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::create_dir_all(dir).map_err(|e| InputError::io(dir, "create the folder of", e))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
     let written = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -26,7 +30,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
+        return Err(InputError::io(path, "write", e));
     }
     // the rename itself is durable once the folder is synced (best effort: not every platform can)
     if let Ok(d) = std::fs::File::open(dir) {

@@ -24,6 +24,7 @@ pub mod device;
 pub mod eval;
 pub mod figures;
 pub mod init;
+pub mod input;
 pub mod io;
 pub mod mst_adapter;
 pub mod official;

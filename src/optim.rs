@@ -12,11 +12,24 @@ use crate::param::{visit, visit_mut, Param, Params, Visitor, VisitorMut};
 
 /// Hyper-parameters.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamWCfg {
     pub lr: f64,
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+}
+
+impl crate::input::Validate for AdamWCfg {
+    /// torch's own checks: lr ≥ 0, eps ≥ 0, betas in [0, 1), weight decay ≥ 0; and finite.
+    fn validate(&self) -> Result<(), crate::input::ConfigError> {
+        use crate::input::ensure_in;
+        ensure_in(self.lr, "lr", 0.0, 1e3, true)?;
+        ensure_in(self.betas.0, "betas.0", 0.0, 1.0, false)?;
+        ensure_in(self.betas.1, "betas.1", 0.0, 1.0, false)?;
+        ensure_in(self.eps, "eps", 0.0, 1.0, true)?;
+        ensure_in(self.weight_decay, "weight_decay", 0.0, 1e3, true)
+    }
 }
 
 impl Default for AdamWCfg {

@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::input::{ensure, ensure_count, ensure_in, ConfigError, InputError, Validate};
 use crate::optim::AdamWCfg;
 use crate::video::{Pipeline, Sampling, TrainPipeline};
 
@@ -75,6 +76,12 @@ pub struct Recipe {
     pub train: TrainPipeline,
     /// Test-time views.
     pub test: Pipeline,
+}
+
+impl Validate for Recipe {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Recipe::validate(self)
+    }
 }
 
 /// Nominal training-set sizes (for epochs → steps): Kinetics-400 copies differ, 240k is typical.
@@ -231,44 +238,36 @@ impl Recipe {
             let names: Vec<String> = Self::presets().into_iter().map(|r| r.name).collect();
             anyhow::bail!("recipe `{name_or_path}` is neither a preset ({}) nor a file", names.join(", "));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let r: Recipe = ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        r.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(r)
+        Ok(Self::from_ron_file(path)?)
     }
 
-    /// Checks the values a run relies on; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.batch_size == 0 {
-            return Err("batch_size must be at least 1".into());
+    /// Reads a RON recipe and validates it: unknown fields, values of the wrong type and values a
+    /// run cannot take are errors naming the file, the field and (for syntax) the line and column.
+    pub fn from_ron_file(path: &std::path::Path) -> Result<Self, InputError> {
+        crate::input::read_ron(path)
+    }
+
+    /// Checks the values a run relies on; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure_count(self.batch_size, "batch_size", 1 << 16)?;
+        ensure_count(self.steps, "steps", 1 << 30)?;
+        ensure(self.warmup_steps <= self.steps, "warmup_steps", || {
+            format!("{} exceeds steps {}", self.warmup_steps, self.steps)
+        })?;
+        self.optimizer.validate().map_err(|e| e.within("optimizer"))?;
+        ensure(self.optimizer.lr > 0.0, "optimizer.lr", || format!("must be positive, is {}", self.optimizer.lr))?;
+        ensure_in(self.label_smoothing, "label_smoothing", 0.0, 1.0, false)?;
+        for (i, s) in self.scaled.iter().enumerate() {
+            ensure_in(s.lr_mult, &format!("scaled[{i}].lr_mult"), 0.0, 1e3, true)?;
+            ensure_in(s.wd_mult, &format!("scaled[{i}].wd_mult"), 0.0, 1e3, true)?;
         }
-        if self.steps == 0 {
-            return Err("steps must be at least 1".into());
-        }
-        if self.warmup_steps > self.steps {
-            return Err(format!("warmup_steps {} exceeds steps {}", self.warmup_steps, self.steps));
-        }
-        let o = &self.optimizer;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(format!("optimizer.lr must be positive, is {}", o.lr));
-        }
-        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            return Err(format!("optimizer.weight_decay must be ≥ 0, is {}", o.weight_decay));
-        }
-        if !(0.0..1.0).contains(&o.betas.0) || !(0.0..1.0).contains(&o.betas.1) {
-            return Err(format!("optimizer.betas must lie in [0, 1), are {:?}", o.betas));
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(format!("label_smoothing must lie in [0, 1), is {}", self.label_smoothing));
-        }
-        if self.train.sampling().frames() != self.test.sampling.frames() {
-            return Err(format!(
+        ensure(self.train.sampling().frames() == self.test.sampling.frames(), "test", || {
+            format!(
                 "train samples {} frames per clip, test {}: the model takes one T",
                 self.train.sampling().frames(),
                 self.test.sampling.frames()
-            ));
-        }
-        Ok(())
+            )
+        })
     }
 
     /// Frames per clip (the model's T).

@@ -78,7 +78,7 @@ impl EvalRecord {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let pretty = ron::ser::PrettyConfig::new().struct_names(false);
         let text = ron::ser::to_string_pretty(self, pretty)? + "\n";
-        crate::io::write_atomic(path, text.as_bytes())
+        Ok(crate::io::write_atomic(path, text.as_bytes())?)
     }
 }
 

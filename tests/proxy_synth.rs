@@ -121,7 +121,7 @@ fn st_adapter_sees_the_order_of_frames() {
     use video_adapters::registry::ModelCfg;
     let dev = Cpu::default();
     let ModelCfg::StAdapter(cfg) = Method::ST_ADAPTER.cfg(&proxy::backbone(), 12, G.frames) else { unreachable!() };
-    let mut model = cfg.build::<64, f32, Cpu>(&dev, &mut Init::seeded(3));
+    let mut model = cfg.build::<64, f32, Cpu>(&dev, &mut Init::seeded(3)).unwrap();
     // the official zero init starts as an identity: give every temporal kernel random taps
     let mut init = Init::seeded(9);
     for i in 0..cfg.clip.layers {
@@ -175,7 +175,8 @@ fn committed_backbone_loads_and_solves_the_image_task() {
     use video_adapters::clip::FrameBaseline;
     let dev = Cpu::default();
     let clip = proxy::backbone();
-    let mut model = FrameBaseline::<64, f32, Cpu>::build(&clip, Task::Shapes.num_classes(), &dev, &mut Init::zeros());
+    let mut model =
+        FrameBaseline::<64, f32, Cpu>::build(&clip, Task::Shapes.num_classes(), &dev, &mut Init::zeros()).unwrap();
     proxy::load_image_model(&mut model, &proxy::backbone_path()).unwrap();
     let test = Dataset::generate(Task::Shapes, G, 960, 424_242);
     let pred = proxy::predictions(&model, &test, 160);

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use video_adapters::input::count;
 use dfdx::prelude::*;
 use video_adapters::clip::weights::{named_params, write_safetensors};
 use video_adapters::clip::ClipCfg;
@@ -33,13 +34,13 @@ struct Args {
 /// Backbone shape overrides (defaults: `proxy::backbone()`).
 #[derive(clap::Args, Clone)]
 struct Shape {
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = count(1..=512))]
     size: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = count(1..=512))]
     patch: usize,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = count(1..=64))]
     layers: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = count(1..=256))]
     frames: usize,
 }
 
@@ -58,16 +59,16 @@ enum Cmd {
     Sheets {
         #[arg(long, default_value = "fixtures/proxy")]
         out: PathBuf,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = count(1..=100))]
         per_class: usize,
     },
     /// Pre-trains the backbone on the image task (every weight trained) and writes it.
     Pretrain {
         #[command(flatten)]
         shape: Shape,
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 3000, value_parser = count(1..=10_000_000))]
         steps: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = count(1..=4096))]
         batch: usize,
         #[arg(long, default_value_t = 2e-3)]
         lr: f64,
@@ -90,18 +91,18 @@ enum Cmd {
         method: String,
         #[arg(long, default_value = "1,2,3")]
         seeds: String,
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 300, value_parser = count(1..=10_000_000))]
         steps: usize,
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = count(1..=4096))]
         batch: usize,
         #[arg(long, default_value_t = 5e-3)]
         lr: f64,
         /// lr for full fine-tuning's encoder weights, as a multiple of lr
         #[arg(long, default_value_t = 0.1)]
         full_mult: f64,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, value_parser = count(1..=10_000_000))]
         train_n: usize,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = count(1..=10_000_000))]
         test_n: usize,
         #[arg(long)]
         backbone: Option<PathBuf>,
@@ -114,8 +115,15 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Args::parse().cmd {
+fn main() {
+    if let Err(e) = cli(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn cli(args: Args) -> anyhow::Result<()> {
+    match args.cmd {
         Cmd::Sheets { out, per_class } => {
             for task in [Task::Shapes, Task::Appearance, Task::Motion] {
                 let (g, n) =
@@ -149,8 +157,15 @@ fn main() -> anyhow::Result<()> {
             eval_at,
             dropout,
         } => {
-            let eval_at: Vec<usize> =
-                eval_at.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+            let eval_at: Vec<usize> = eval_at
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse().map_err(|e| anyhow::anyhow!("--eval-at `{s}`: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+            if let Some(d) = dropout {
+                anyhow::ensure!((0.0..1.0).contains(&d), "--dropout must lie in [0, 1), is {d}");
+            }
+            anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number, is {lr}");
             let task = match task.as_str() {
                 "motion" => Task::Motion,
                 "appearance" => Task::Appearance,
@@ -165,7 +180,7 @@ fn main() -> anyhow::Result<()> {
             for m in method.split(',') {
                 let m = parse_method(m)?;
                 for s in seeds.split(',') {
-                    let seed: u64 = s.trim().parse()?;
+                    let seed: u64 = s.trim().parse().map_err(|e| anyhow::anyhow!("--seeds `{s}`: {e}"))?;
                     let r =
                         run(&shape, m, &train, &test, seed, steps, batch, lr, full_mult, &backbone, &eval_at, dropout)?;
                     println!("{}", serde_json::to_string(&r)?);
@@ -248,7 +263,7 @@ fn pretrain(
     let clip = shape.clip();
     anyhow::ensure!(clip.width == 64, "pre-training is compiled for width 64");
     let mut model =
-        FrameBaseline::<64, f32, Cpu>::build(&clip, Task::Shapes.num_classes(), &dev, &mut Init::seeded(seed));
+        FrameBaseline::<64, f32, Cpu>::build(&clip, Task::Shapes.num_classes(), &dev, &mut Init::seeded(seed))?;
     if let Some(path) = init {
         proxy::load_image_model(&mut model, path)?;
     }
@@ -325,22 +340,22 @@ fn build_with_dropout(cfg: &ModelCfg, d: f64, seed: u64) -> anyhow::Result<Box<d
     anyhow::ensure!(cfg.clip().width == 64, "--dropout is compiled for width 64");
     Ok(match cfg {
         ModelCfg::StAdapter(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init);
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
             m.dropout = d;
             Box::new(m)
         }
         ModelCfg::MstAdapter(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init);
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
             m.dropout = d;
             Box::new(m)
         }
         ModelCfg::Aim(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init);
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
             m.cls_head.dropout = d;
             Box::new(m)
         }
         ModelCfg::Benchmark(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init);
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
             m.dropout = d;
             Box::new(m)
         }

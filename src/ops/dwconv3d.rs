@@ -16,6 +16,7 @@ use super::Grid;
 
 /// A kernel shape kT × kH × kW (odd sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Kernel3 {
     pub t: usize,
     pub h: usize,
@@ -31,6 +32,13 @@ impl Kernel3 {
     }
     pub fn is_odd(&self) -> bool {
         self.t % 2 == 1 && self.h % 2 == 1 && self.w % 2 == 1
+    }
+    /// Every size odd (the op pads by k/2 on each side, as the official `padding = k // 2`,
+    /// which keeps the grid only for odd sizes) and at most 63; the error names `field`.
+    pub fn validate(&self, field: &str) -> Result<(), crate::input::ConfigError> {
+        crate::input::ensure(self.is_odd() && [self.t, self.h, self.w].iter().all(|k| *k <= 63), field, || {
+            format!("kernel {self}: every size must be odd, from 1 to 63 (the conv pads k/2 on each side)")
+        })
     }
 }
 

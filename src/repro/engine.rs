@@ -87,7 +87,8 @@ pub struct Args {
     /// Only the architecture columns (parameters, GFLOPs): no measurements; fast and deterministic.
     #[arg(long)]
     pub counts_only: bool,
-    /// Also write the markdown (counts only) to book/src/generated/<binary>.md.
+    /// Also write the markdown (counts only) to book/src/generated/<binary>.md under the working
+    /// directory, which must be the root of a video-adapters checkout.
     #[arg(long)]
     pub write_book: bool,
     /// A folder of results files (`*.ron`) written by `evaluate --out`: every record that evaluates
@@ -95,8 +96,8 @@ pub struct Args {
     /// accuracy cells. Unusable files and folders are errors.
     #[arg(long)]
     pub results: Option<PathBuf>,
-    /// Timed repetitions per model for the measured cost tables (after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    /// Timed repetitions per model for the measured cost tables (after one warm-up): 1 to 100.
+    #[arg(long, default_value_t = 3, value_parser = crate::input::count(1..=100))]
     pub reps: usize,
 }
 

@@ -29,6 +29,7 @@ pub enum Measure {
 
 /// What a child process reports for one row.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Measured {
     /// Median seconds: training step, or inference latency (batch 1).
     pub seconds: f64,

@@ -12,6 +12,8 @@ pub mod st_adapter;
 
 pub use engine::{Args, Format, Report, Spec};
 
+use anyhow::Context as _;
+
 /// How a table is produced.
 #[derive(Clone, Copy)]
 pub enum Runner {
@@ -83,6 +85,8 @@ pub fn main(runner: Runner) {
     }
     let args = Args::parse();
     let run = || -> anyhow::Result<String> {
+        // checked before any work: a measured table takes minutes
+        let book = if args.write_book { Some(book_src_dir().context("--write-book")?.join("generated")) } else { None };
         let (mut rep, measure) = match runner {
             Runner::Spec(spec, m) => (engine::report(&spec(), &args)?, m),
             Runner::Custom(f) => {
@@ -93,11 +97,10 @@ pub fn main(runner: Runner) {
                 (f(&args)?, None)
             }
         };
-        if args.write_book {
+        if let Some(dir) = &book {
             let counts = counts_report(runner)?;
-            let path = engine::book_dir().join(format!("{}.md", counts.binary));
-            std::fs::create_dir_all(engine::book_dir())?;
-            std::fs::write(&path, counts.book_page())?;
+            let path = dir.join(format!("{}.md", counts.binary));
+            crate::io::write_atomic(&path, counts.book_page().as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {
@@ -112,6 +115,21 @@ pub fn main(runner: Runner) {
             std::process::exit(1);
         }
     }
+}
+
+/// `book/src` under the working directory, which must be the root of a checkout (it has
+/// `book/src/SUMMARY.md`): `--write-book` and `book_assets` write there, never into the checkout
+/// the binary was built from.
+pub fn book_src_dir() -> anyhow::Result<std::path::PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let src = cwd.join("book/src");
+    if !src.join("SUMMARY.md").is_file() {
+        anyhow::bail!(
+            "the book's pages are written to book/src/ under the working directory, which must be the root of a video-adapters checkout, but {} has no book/src/SUMMARY.md",
+            cwd.display()
+        );
+    }
+    Ok(src)
 }
 
 /// A ✗ cell: the table it is in, the row, the quantity, the printed and the computed figure.
@@ -270,7 +288,7 @@ pub fn tables_summary_markdown() -> anyhow::Result<String> {
 /// The measured tables as committed (`book/src/measured/<binary>.md`, written by
 /// scripts/measure_tables.sh), read back into reports.
 pub fn measured_reports() -> anyhow::Result<Vec<Report>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    let dir = book_src_dir()?.join("measured");
     let mut out = Vec::new();
     for (name, runner) in all() {
         if !matches!(runner, Runner::Spec(_, Some(_))) {

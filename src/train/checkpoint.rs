@@ -68,13 +68,15 @@ impl Checkpoint {
             tensors.push(NamedTensor { name: format!("{EXP_AVG_SQ}{k}"), shape, values: v.clone() });
         }
         let header = ron::ser::to_string(&self.header).map_err(|e| anyhow::anyhow!("serialising the header: {e}"))?;
-        write_safetensors(path, &tensors, Some(BTreeMap::from([(META_KEY.to_string(), header)])))
+        Ok(write_safetensors(path, &tensors, Some(BTreeMap::from([(META_KEY.to_string(), header)])))?)
     }
 
     /// Reads a checkpoint; errors name the file and what is wrong with it.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let name = path.display();
-        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading checkpoint {name}: {e}"))?;
+        let bytes = crate::input::read_bytes(path)?;
+        // a truncated file or trailing bytes, in words
+        let st = crate::clip::weights::parse_safetensors(&bytes, path)?;
         let (_, meta) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("{name} is not a safetensors file: {e:?}"))?;
         let header = meta.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| {
@@ -84,7 +86,6 @@ impl Checkpoint {
         if header.format != 1 {
             anyhow::bail!("{name}: checkpoint format {} (this kit reads format 1)", header.format);
         }
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?;
         let mut params = Vec::new();
         let mut exp_avg = BTreeMap::new();
         let mut exp_avg_sq = BTreeMap::new();
