@@ -39,6 +39,7 @@ fn ok(bin: &str, args: &[&str]) -> String {
     let o = run(bin, args);
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{bin} {args:?} failed:\n{out}\n{err}");
+    assert!(!err.contains("panicked"), "{bin} {args:?}: a thread panicked:\n{err}");
     out.into_owned()
 }
 
@@ -259,4 +260,39 @@ fn clips_shows_indices_and_writes_contact_sheets() {
     // a file that is not a video: the error names it
     let e = fails("clips", &[fixtures().join("audio_only.mp4").to_str().unwrap(), "--pipeline", "st_k400_test"]);
     assert!(e.contains("audio_only.mp4") && e.contains("no video stream"), "{e}");
+}
+
+/// The contact sheets and index listings in the book (`book/src/figures/clips/`, made by
+/// `scripts/book_clips.sh` from `cases.txt`) are what `clips` writes now, byte for byte.
+#[test]
+fn the_books_contact_sheets_are_current() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("book/src/figures/clips");
+    let cases = std::fs::read_to_string(dir.join("cases.txt")).unwrap();
+    let tmp = scratch("book");
+    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap();
+        let sheets = tmp.join(name);
+        let mut args: Vec<&str> = words.collect();
+        args.extend(["--sheets", sheets.to_str().unwrap()]);
+        let o = Command::new(env!("CARGO_BIN_EXE_clips")).args(&args).current_dir(&root).output().unwrap();
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let text: String = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("  wrote "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let stale = "is stale: ./scripts/book_clips.sh";
+        assert_eq!(std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap(), text, "{name}.txt {stale}");
+        for e in std::fs::read_dir(&sheets).unwrap() {
+            let png = e.unwrap().path();
+            let committed = dir.join(name).join(png.file_name().unwrap());
+            assert!(
+                std::fs::read(&committed).ok() == Some(std::fs::read(&png).unwrap()),
+                "{} {stale}",
+                committed.display()
+            );
+        }
+    }
 }

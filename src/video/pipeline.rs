@@ -75,6 +75,7 @@ pub struct View {
 }
 
 impl Pipeline {
+    // ANCHOR: st_k400_test
     /// ST-Adapter K400 (`train_k400_clip_vit_b16_adapter12x384.sh`): 8×16 dense, 3 temporal × 1 spatial.
     pub fn st_k400_test() -> Self {
         Self {
@@ -83,6 +84,7 @@ impl Pipeline {
             spatial: Spatial::St { size: 224, three_crop: false },
         }
     }
+    // ANCHOR_END: st_k400_test
 
     /// ST-Adapter SSv2 (`train_ssv2_clip_vit_b16_adapter24x384.sh`): 8 uniform, 1 temporal × 3 spatial.
     pub fn st_ssv2_test() -> Self {
@@ -116,6 +118,7 @@ impl Pipeline {
         [Self::st_k400_test(), Self::st_ssv2_test(), Self::aim_k400_test(), Self::aim_ssv2_test()]
     }
 
+    // ANCHOR: pipeline_views
     /// The views of a video of `n` frames, crop-major (as both repos stack them).
     pub fn views(&self, n: usize) -> Result<Vec<View>> {
         if n == 0 {
@@ -128,6 +131,7 @@ impl Pipeline {
             })
             .collect())
     }
+    // ANCHOR_END: pipeline_views
 
     /// The tensor of one view, `(3, T, S, S)` flattened, from the view's frames in order (`frames[k]` is
     /// video frame `view.frames[k]`).

@@ -55,6 +55,12 @@ pub fn load_frames(
 }
 // ANCHOR_END: load_frames
 
+fn item(data: &Dataset, i: usize) -> Result<&super::dataset::Item, ItemError> {
+    data.items
+        .get(i)
+        .ok_or_else(|| ItemError::new(format!("item {i}"), format!("the set has {} items", data.items.len())))
+}
+
 /// A data set under a test pipeline: every view of every video.
 pub struct VideoEval {
     pub data: Arc<Dataset>,
@@ -77,7 +83,7 @@ impl EvalSource for VideoEval {
         self.pipeline.sampling.views() * self.pipeline.spatial.crops()
     }
     fn views(&self, i: usize) -> Result<(Vec<Vec<f32>>, usize), ItemError> {
-        let it = &self.data.items[i];
+        let it = item(&self.data, i)?;
         let mut views = Vec::new();
         let frames = load_frames(&it.path, |n| {
             views = self.pipeline.views(n)?;
@@ -133,7 +139,7 @@ impl TrainSource for VideoTrain {
         [self.pipeline.sampling().frames() * clips, s, s]
     }
     fn train_clip(&self, i: usize, rng: &mut StdRng) -> Labelled {
-        let it = &self.data.items[i];
+        let it = item(&self.data, i)?;
         let frames = load_frames(&it.path, |n| Ok(vec![self.pipeline.indices(n, rng)?]))?;
         let clip = self
             .pipeline
