@@ -296,3 +296,46 @@ fn the_books_contact_sheets_are_current() {
         }
     }
 }
+
+/// The three video tools on bad flags and values: clap's usage error (exit 2) naming the flag, or a
+/// clear error (exit 1) naming what is wrong; never a panic.
+#[test]
+fn the_video_tools_refuse_bad_input_without_panicking() {
+    let usage = |bin: &str, args: &[&str], want: &str| {
+        let o = run(bin, args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{bin} {args:?}: {err}");
+        assert!(err.contains(want), "{bin} {args:?}: {err}");
+    };
+    for bin in ["train", "evaluate", "clips"] {
+        usage(bin, &["--no-such-flag"], "--no-such-flag");
+    }
+    usage("clips", &["--length", "0", "--pipeline", "st_k400_test"], "--length");
+    usage("evaluate", &["--preset", "x", "--data", "list:l", "--views", "8x3"], "not FxCxS");
+    usage("train", &["--preset", "x", "--data", "list:l", "--recipe", "r"], "--out");
+
+    let d = scratch("badargs");
+    let data = list(&d, "h264_160x90_bframes.mp4 0\n");
+    let e = fails("evaluate", &["--preset", "nope", "--data", &data, "--pipeline", "st_k400_test"]);
+    assert!(e.contains("--preset `nope` is not a preset") && e.contains("tiny_st_adapter_k400"), "{e}");
+    let e = fails("evaluate", &["--preset", "tiny_st_adapter_k400", "--data", &data, "--pipeline", "st_k400_test"]);
+    assert!(e.contains("give --clip") && e.contains("--init random"), "{e}");
+    let tiny = ["--preset", "tiny_st_adapter_k400", "--init", "random", "--data", &data];
+    // the pipeline's 224 px, 8-frame views do not fit the tiny model (32 px, 4 frames)
+    let e = fails("evaluate", &[&tiny[..], &["--pipeline", "st_k400_test"]].concat());
+    assert!(e.contains("pipeline st_k400_test") && e.contains("frames"), "{e}");
+    let e = fails("evaluate", &[&tiny[..], &["--pipeline", "st_k400_test", "--views", "8x3x2"]].concat());
+    assert!(e.contains("2 spatial crops"), "{e}");
+    let e = fails("evaluate", &[&tiny[..], &["--pipeline", "nope.ron"]].concat());
+    assert!(e.contains("pipeline `nope.ron` is neither a preset"), "{e}");
+    let out = d.join("run");
+    let e = fails("train", &[&tiny[..], &["--recipe", "nope", "--out", out.to_str().unwrap()]].concat());
+    assert!(e.contains("recipe `nope` is neither a preset"), "{e}");
+    let e = fails(
+        "train",
+        &[&tiny[..], &["--recipe", "st_k400_vit_b", "--out", out.to_str().unwrap(), "--resume"]].concat(),
+    );
+    assert!(e.contains("--resume") && e.contains("does not exist"), "{e}");
+    let e = fails("clips", &["/nonexistent.mp4", "--pipeline", "st_k400_test"]);
+    assert!(e.contains("/nonexistent.mp4"), "{e}");
+}

@@ -26,7 +26,7 @@ pub struct Args {
     pub model: ModelArgs,
     /// The trained parameters: a released checkpoint converted by scripts/convert_checkpoint.py, or a
     /// training checkpoint written by `train` (DIR/checkpoint.safetensors).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "weights")]
     pub checkpoint: Option<PathBuf>,
     /// Let --checkpoint replace frozen encoder weights from --clip (a fully fine-tuned model).
     #[arg(long, requires = "checkpoint")]
@@ -84,10 +84,15 @@ pub fn run(a: &Args) -> anyhow::Result<EvalRecord> {
             load::checkpoint(model.as_mut(), &cfg, ck, a.checkpoint_replaces_clip)?;
             Some(FileId { path: ck.display().to_string(), sha256: crate::train::checkpoint::file_sha256(ck)? })
         }
-        None => {
-            eprintln!("warning: no --checkpoint: the adapters and the classifier keep their initial values");
-            None
-        }
+        None => match &a.model.weights {
+            Some(w) => {
+                Some(FileId { path: w.display().to_string(), sha256: crate::train::checkpoint::file_sha256(w)? })
+            }
+            None => {
+                eprintln!("warning: no --checkpoint: the adapters and the classifier keep their initial values");
+                None
+            }
+        },
     };
     let pipeline = match (&a.pipeline, &a.recipe, &recipe) {
         (Some(p), _, _) => Pipeline::named_or_file(p)?,

@@ -28,6 +28,10 @@ pub struct ModelArgs {
     /// Give the classifier this many classes instead of the preset's (e.g. 101 for UCF-101).
     #[arg(long, value_parser = crate::input::count(1..=1_000_000))]
     pub num_classes: Option<usize>,
+    /// A complete state dict under the model's own keys (every parameter, strict), e.g. a released
+    /// AIM checkpoint converted by scripts/convert_checkpoint.py.
+    #[arg(long, conflicts_with_all = ["clip", "init"])]
+    pub weights: Option<PathBuf>,
     /// OpenAI CLIP weights for the frozen encoder, converted to safetensors by
     /// scripts/convert_clip.py (README: "Real weights").
     #[arg(long)]
@@ -74,6 +78,11 @@ impl ModelArgs {
     /// Without `--clip`, `--init random` must say that random encoder weights are meant.
     pub fn build(&self, cfg: &ModelCfg) -> anyhow::Result<Box<dyn VideoModel>> {
         let mut model = cfg.build(&dfdx::prelude::Cpu::default(), &mut Init::seeded(self.seed))?;
+        if let Some(w) = &self.weights {
+            model.load(w, &crate::clip::weights::KeyMap::identity(), &|_| false)?;
+            eprintln!("loaded every parameter from {}", w.display());
+            return Ok(model);
+        }
         match (&self.clip, self.init) {
             (Some(clip), _) => load::clip(model.as_mut(), cfg, clip, self.clip_prefix.as_deref())?,
             (None, Some(InitMode::Random)) => {
@@ -81,7 +90,7 @@ impl ModelArgs {
             }
             (None, None) => anyhow::bail!(
                 "no weights for the frozen encoder: give --clip ViT-B-16.visual.safetensors (scripts/convert_clip.py), \
-                 or --init random to run on random weights (a test of the plumbing, not a model)"
+                 --weights for a complete state dict, or --init random to run on random weights (a test of the plumbing, not a model)"
             ),
         }
         Ok(model)
