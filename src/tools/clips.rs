@@ -55,6 +55,9 @@ pub struct Args {
     pub tensor: Option<PathBuf>,
 }
 
+/// A view as shown: its label, its frame indices, its tensor `(3, T, S, S)`.
+type ShownView = (String, Vec<usize>, Vec<f32>);
+
 /// What `clips` prints; writes the files asked for.
 pub fn run(a: &Args) -> anyhow::Result<String> {
     let recipe = a.recipe.as_deref().map(Recipe::named_or_file).transpose()?;
@@ -95,7 +98,7 @@ pub fn run(a: &Args) -> anyhow::Result<String> {
         info.pix_fmt
     )?;
     // (indices, tensor (3, T, S, S), how to un-normalise) per view
-    let (size, spatial, views): (usize, Spatial, Vec<(String, Vec<usize>, Vec<f32>)>) = if a.train {
+    let (size, spatial, views): (usize, Spatial, Vec<ShownView>) = if a.train {
         let r = recipe.as_ref().expect("--train requires --recipe");
         let mut rng = crate::data::rng_for(a.seed, 0, 0);
         let mut idx = Vec::new();

@@ -98,14 +98,13 @@ impl ModelArgs {
 
     /// What the results file says about the weights when some are random.
     pub fn init_note(&self) -> Option<String> {
-        match self.init {
-            Some(InitMode::Random) => Some(format!(
+        self.init.map(|InitMode::Random| {
+            format!(
                 "random (seed {}) where no file gave weights{}",
                 self.seed,
                 if self.clip.is_none() { ", the encoder included" } else { "" }
-            )),
-            None => None,
-        }
+            )
+        })
     }
 }
 
