@@ -794,6 +794,9 @@ impl Report {
         // GEMM peak
         let flops = 2.0 * block_macs(8, 197, 768);
         let mut sides: Vec<(&str, &Side)> = vec![("kit", &self.kit)];
+        if let Some(c) = &self.compare {
+            sides.push(("kit before", c));
+        }
         if let Some(t) = &self.torch {
             sides.push(("PyTorch", t));
         }
