@@ -103,12 +103,39 @@ mod cuda {
 }
 
 /// A tensor's elements in logical (row-major) order (one copy).
+///
+/// dfdx's `tensor_to_vec` walks the tensor with a strided iterator, element by element; this is one
+/// `memcpy` of the buffer (`copy_into`) whenever the tensor is contiguous, which every tensor our
+/// ops make is (`contiguous()` returns such a tensor as it is, and copies any other first).
 pub fn host<S: Shape, E: Real, D: KitDevice<E>, T>(t: &Tensor<S, E, D, T>) -> Vec<E> {
-    t.device().tensor_to_vec(t)
+    let c = t.retaped::<NoneTape>().contiguous();
+    let mut v = vec![E::zero(); c.shape().num_elements()];
+    c.copy_into(&mut v);
+    v
 }
 
 /// Wraps a host vector as a tensor of `shape` (no copy on CPU).
 pub fn tensor<S: Shape, E: Real, D: KitDevice<E>>(dev: &D, data: Vec<E>, shape: S) -> Tensor<S, E, D> {
     assert_eq!(data.len(), shape.num_elements(), "data length does not match shape {:?}", shape.concrete());
     dev.tensor_from_vec(data, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `host` gives the logical order of a contiguous tensor (one copy of its buffer) and of a
+    /// permuted one (whose buffer is in another order), as dfdx's own `as_vec` does.
+    #[test]
+    fn host_reads_tensors_in_logical_order() {
+        let dev = Cpu::default();
+        let t = dev.tensor_from_vec((0..6).map(|i| i as f64).collect(), (2usize, 3usize));
+        assert_eq!(host(&t), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let p = t.clone().permute::<(usize, usize), Axes2<1, 0>>();
+        assert_eq!(host(&p), p.as_vec());
+        assert_eq!(host(&p), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let b: Tensor<(usize, usize), f64, Cpu> =
+            dev.tensor_from_vec(vec![1.0, 2.0], (2usize,)).broadcast_like::<_, Axis<0>>(&(3usize, 2usize));
+        assert_eq!(host(&b), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    }
 }
