@@ -52,7 +52,7 @@ where
     let inv_c = E::one() / E::of(c as f64);
 
     let (x, mut tape) = x.split_tape();
-    let (gamma, beta) = (host(&ln.weight.value), host(&ln.bias.value));
+    let (gamma, beta) = (ln.weight.host(), ln.bias.host());
     let mut xhat = vec![E::zero(); rows * c];
     let mut rstd = vec![E::zero(); rows];
     let mut y = vec![E::zero(); rows * c];
@@ -74,12 +74,11 @@ where
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let gamma = ln.weight.value.clone();
         let dgamma = ln.weight.trainable.then(|| ln.weight.value.ghost());
         let dbeta = ln.bias.trainable.then(|| ln.bias.value.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            let gam = host(&gamma);
+            let gam = &gamma;
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
                 gx.par_chunks_mut(c).zip(gy.par_chunks(c)).zip(xhat.par_chunks(c)).zip(rstd.par_iter()).for_each(
                     |(((gxr, gyr), xh), &rs)| {

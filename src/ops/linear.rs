@@ -1,6 +1,8 @@
 //! Linear layers: `y = x·Wᵀ + b` over the last axis, with the weight gradient computed only for
 //! trainable weights.
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Threads};
@@ -61,7 +63,7 @@ where
 {
     let want_dw = weight.trainable;
     let want_db = bias.is_some_and(|b| b.trainable);
-    linear_impl(x, &weight.value, bias.map(|b| &b.value), want_dw, want_db)
+    linear_impl(x, (&weight.value, weight.host()), bias.map(|b| (&b.value, b.host())), want_dw, want_db)
 }
 
 /// A frozen linear layer: the backward pass computes the input gradient only. No gradient buffer
@@ -79,14 +81,17 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
-    linear_impl(x, weight, bias, false, false)
+    linear_impl(x, (weight, Arc::new(host(weight))), bias.map(|b| (b, Arc::new(host(b)))), false, false)
 }
 // ANCHOR_END: linear
 
+/// A tensor and its values on the host.
+type WithHost<'a, S, E, D> = (&'a Tensor<S, E, D>, Arc<Vec<E>>);
+
 fn linear_impl<S, I, O, E, D, T>(
     x: Tensor<S, E, D, T>,
-    weight: &Tensor<(O, I), E, D>,
-    bias: Option<&Tensor<(O,), E, D>>,
+    weight: WithHost<(O, I), E, D>,
+    bias: Option<WithHost<(O,), E, D>>,
     want_dw: bool,
     want_db: bool,
 ) -> Tensor<S::With<O>, E, D, T>
@@ -98,6 +103,7 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
+    let (weight, wv) = weight;
     let (o_dim, i_dim) = *weight.shape();
     let (n_out, n_in) = (o_dim.size(), i_dim.size());
     assert_eq!(x.shape().feat().size(), n_in, "linear: input width differs from weight (out {n_out}, in {n_in})");
@@ -108,9 +114,8 @@ where
     let (x, mut tape) = x.split_tape();
     let y = {
         let xv = host(&x);
-        let wv = host(weight);
-        let mut y = match bias {
-            Some(b) => host(b).repeat(rows),
+        let mut y = match &bias {
+            Some((_, b)) => b.repeat(rows),
             None => vec![E::zero(); rows * n_out],
         };
         matmul(
@@ -125,12 +130,11 @@ where
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let w = weight.clone();
-        let b_ghost = bias.filter(|_| want_db).map(|b| b.ghost());
+        let w_ghost = weight.ghost();
+        let b_ghost = bias.filter(|_| want_db).map(|(b, _)| b.ghost());
         let x_kept = want_dw.then_some(x);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            let wv = host(&w);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
                 matmul(
                     MatMut::new(gx, rows, n_in),
@@ -143,7 +147,7 @@ where
             if let Some(x) = x_kept {
                 stats::count_weight_grad_product();
                 let xv = host(&x);
-                dev.update(grads.get_or_alloc_mut(&w)?, |gw| {
+                dev.update(grads.get_or_alloc_mut(&w_ghost)?, |gw| {
                     matmul(
                         MatMut::new(gw, n_out, n_in),
                         Mat::new(&gy, rows, n_out).t(),
