@@ -13,6 +13,10 @@ pub trait Real:
 {
     /// The error function (exact GELU needs it; `num_traits::Float` has none).
     fn erf(self) -> Self;
+    /// e^x in a form the compiler can vectorise (see [`crate::ops::simd`]). f32: Cody–Waite range
+    /// reduction and Cephes' degree-6 polynomial, within 2 ulp of e^x on [−87.3, 88.3]; inputs are
+    /// clamped to that range (so e^x ≥ 1.2·10⁻³⁸ and finite). f64: the library's `exp`.
+    fn fast_exp(self) -> Self;
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
 }
@@ -20,6 +24,23 @@ pub trait Real:
 impl Real for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f32 {
+        const LN2_HI: f32 = 0.693_359_4; // ln 2 = LN2_HI + LN2_LO, LN2_HI exact in 8 bits
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
+        let x = self.clamp(-87.33, 88.3);
+        let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4f32;
+        p = p * r + 1.398_199_9e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 5.000_000_1e-1;
+        let e = p * r * r + r + 1.0;
+        e * f32::from_bits(((n as i32 + 127) as u32) << 23)
     }
     fn of(x: f64) -> Self {
         x as f32
@@ -32,6 +53,10 @@ impl Real for f32 {
 impl Real for f64 {
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f64 {
+        self.exp()
     }
     fn of(x: f64) -> Self {
         x

@@ -9,6 +9,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Threads};
+use super::simd::{dot, max, multiversion, sum};
 use super::{linear, Linear, SharedMut};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
@@ -148,13 +149,7 @@ where
                         matmul(dv, Mat::new(p, len, len).t(), d_o, true, Threads::One);
                         // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
                         matmul(MatMut::new(dp, len, len), d_o, v.t(), false, Threads::One);
-                        for i in 0..len {
-                            let (pr, dr) = (&p[i * len..(i + 1) * len], &mut dp[i * len..(i + 1) * len]);
-                            let dot: E = pr.iter().zip(dr.iter()).map(|(a, b)| *a * *b).sum();
-                            for j in 0..len {
-                                dr[j] = pr[j] * (dr[j] - dot) * scale;
-                            }
-                        }
+                        softmax_backward_rows(p, dp, len, scale);
                         // dQ = dS·K, dK = dSᵀ·Q
                         matmul(dq, Mat::new(dp, len, len), k, true, Threads::One);
                         matmul(dk, Mat::new(dp, len, len).t(), q, true, Threads::One);
@@ -166,17 +161,31 @@ where
     out.put_tape(tape)
 }
 
-/// In place: row i ← softmax(scale · row i).
-fn softmax_rows<E: Real>(p: &mut [E], len: usize, scale: E) {
-    for row in p.chunks_exact_mut(len) {
-        let max = row.iter().fold(E::neg_infinity(), |m, &v| m.max(v)) * scale;
-        let mut sum = E::zero();
-        for v in row.iter_mut() {
-            *v = (*v * scale - max).exp();
-            sum += *v;
+multiversion! {
+    /// In place: row i ← softmax(scale · row i).
+    fn softmax_rows<E: Real>(p: &mut [E], len: usize, scale: E) {
+        for row in p.chunks_exact_mut(len) {
+            let m = max(row) * scale;
+            for v in row.iter_mut() {
+                *v = (*v * scale - m).fast_exp();
+            }
+            let inv = E::one() / sum(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
         }
-        let inv = E::one() / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+multiversion! {
+    /// In place: dP ← P ⊙ (dP − rowsum(dP ⊙ P)) · scale, the gradient of the scores.
+    fn softmax_backward_rows<E: Real>(p: &[E], dp: &mut [E], len: usize, scale: E) {
+        for (pr, dr) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)) {
+            let d = dot(pr, dr);
+            for (g, &q) in dr.iter_mut().zip(pr) {
+                *g = q * (*g - d) * scale;
+            }
+        }
     }
 }
 

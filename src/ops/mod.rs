@@ -23,6 +23,7 @@ pub mod grid;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
+pub mod simd;
 pub mod tokens;
 
 #[cfg(test)]
