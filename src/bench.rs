@@ -512,14 +512,18 @@ fn summarise(samples: &BTreeMap<String, Vec<Child>>) -> Side {
 
 /// Runs every selected case on every side, `rounds` times, interleaved.
 pub fn run(o: &Opts) -> anyhow::Result<Report> {
-    let cases: Vec<&str> = CASES.iter().copied().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c)).collect();
+    let cases: Vec<&str> =
+        CASES.iter().copied().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c)).collect();
     for c in &o.only {
         anyhow::ensure!(CASES.contains(&c.as_str()), "no case `{c}` (one of {})", CASES.join(", "));
     }
     let exe = std::env::current_exe()?;
     let load_before = loadavg();
-    let (mut kit, mut torch, mut compare) =
-        (BTreeMap::<String, Vec<Child>>::new(), BTreeMap::<String, Vec<Child>>::new(), BTreeMap::<String, Vec<Child>>::new());
+    let (mut kit, mut torch, mut compare) = (
+        BTreeMap::<String, Vec<Child>>::new(),
+        BTreeMap::<String, Vec<Child>>::new(),
+        BTreeMap::<String, Vec<Child>>::new(),
+    );
     for round in 0..o.rounds.max(1) {
         for case in &cases {
             eprintln!("round {}/{}: {case} (load {})", round + 1, o.rounds.max(1), loadavg());
@@ -722,7 +726,12 @@ impl Report {
                     ratio.map_or("—".into(), |x| format!("{x:.2}")),
                     r.target.map_or("".into(), |t| t.text()),
                     match (r.target, ratio) {
-                        (Some(t), Some(x)) => if t.met(x) { "✓" } else { "✗" },
+                        (Some(t), Some(x)) =>
+                            if t.met(x) {
+                                "✓"
+                            } else {
+                                "✗"
+                            },
                         _ => "",
                     }
                 );
@@ -770,7 +779,12 @@ impl Report {
                         ratio.map_or("—".into(), |x| format!("{x:.2}")),
                         target.map_or("".into(), |t| t.text()),
                         match (target, ratio) {
-                            (Some(t), Some(x)) => if t.met(x) { "✓" } else { "✗" },
+                            (Some(t), Some(x)) =>
+                                if t.met(x) {
+                                    "✓"
+                                } else {
+                                    "✗"
+                                },
                             _ => "",
                         }
                     );
@@ -806,7 +820,10 @@ impl Report {
                 "\nGEMM peak of this machine (best of the block's three GEMM shapes, f32, same library and threads as each side's models) and the share of it the ViT-B/16 block's forward reaches ({:.1} GFLOP: its linear layers and attention products):\n",
                 flops / 1e9
             );
-            let _ = writeln!(s, "| side | GEMM peak GFLOP/s | block forward GFLOP/s | share of peak |\n|---|---:|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| side | GEMM peak GFLOP/s | block forward GFLOP/s | share of peak |\n|---|---:|---:|---:|"
+            );
             for (name, x) in sides {
                 let peak = x.medians.get("gemm/gflops");
                 let fwd = self.time(x, "block/forward").map(|t| flops / t / 1e9);

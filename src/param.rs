@@ -58,6 +58,12 @@ impl<S: Shape, E: Real, D: KitDevice<E>> Param<S, E, D> {
         Arc::new(self.to_vec())
     }
 
+    /// Where an op adds this parameter's gradient, if it trains: the tensor (shared, not copied),
+    /// whose id keys the gradient.
+    pub fn grad_key(&self) -> Option<Tensor<S, E, D>> {
+        self.trainable.then(|| self.value.clone())
+    }
+
     /// Overwrites the values (same number of elements, row-major).
     pub fn set(&mut self, values: &[E]) {
         assert_eq!(values.len(), self.numel(), "wrong number of values for a parameter");

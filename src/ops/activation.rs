@@ -3,11 +3,8 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::simd::{multiversion, sigmoid};
+use super::simd::{multiversion, sigmoid, CHUNK};
 use crate::device::{host, tensor, KitDevice, Real};
-
-/// Elements per parallel task for the elementwise kernels.
-pub(crate) const CHUNK: usize = 1 << 14;
 
 /// The activations of the kit's MLPs and adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

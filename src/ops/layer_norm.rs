@@ -4,8 +4,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::activation::CHUNK;
-use super::simd::{add_assign, multiversion, sum, sum_sq_dev, LANES};
+use super::simd::{add_assign, multiversion, rows_per_task, sum, sum_sq_dev, LANES};
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
@@ -33,11 +32,6 @@ crate::impl_params!([X: Dim, E: Real, D: KitDevice<E>] LayerNorm<X, E, D> {
     param "weight" => weight,
     param "bias" => bias,
 });
-
-/// Rows per parallel task: about [`CHUNK`] elements.
-pub(crate) fn rows_per_task(c: usize) -> usize {
-    (CHUNK / c.max(1)).max(1)
-}
 
 multiversion! {
     /// Per row of `x` (width `c`): `stats[2r] = mean`, `stats[2r + 1] = 1/sqrt(var + eps)` (biased

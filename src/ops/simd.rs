@@ -13,6 +13,14 @@ use crate::device::Real;
 /// Independent partial sums in a reduction (one AVX-512 register of f32).
 pub const LANES: usize = 16;
 
+/// Elements per parallel task for the elementwise kernels.
+pub const CHUNK: usize = 1 << 14;
+
+/// Rows of width `c` per parallel task: about [`CHUNK`] elements.
+pub fn rows_per_task(c: usize) -> usize {
+    (CHUNK / c.max(1)).max(1)
+}
+
 /// Which instruction set the kernels run with: 4 = AVX-512, 3 = AVX2 + FMA, 0 = baseline.
 #[inline]
 pub fn level() -> u8 {
@@ -156,6 +164,12 @@ multiversion! {
             *d += *s;
         }
     }
+}
+
+/// dst[i] += src[i], multithreaded.
+pub fn add_assign_par<E: Real>(dst: &mut [E], src: &[E]) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| add_assign(d, s));
 }
 
 multiversion! {
