@@ -41,10 +41,13 @@ use crate::context::Ctx;
 use crate::count::{encoder_lines, layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
+use crate::input::{ensure, ensure_in, ConfigError, Validate};
 use crate::ops::{self, gelu, Grid, Linear, SeqAxis};
+use crate::registry::validate_head;
 
 /// An AIM video model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AimCfg {
     pub clip: ClipCfg,
     pub num_classes: usize,
@@ -100,6 +103,9 @@ impl AimCfg {
     pub fn vitclip_large_sthv2() -> Self {
         Self { clip: ClipCfg::vit_l14(), blocks: Blocks::Last(24), ..Self::vitclip_base_sthv2() }
     }
+
+    /// The largest `mlp_ratio` the kit builds (a hidden width of 4 × C).
+    pub const MAX_RATIO: f64 = 4.0;
 
     /// Adapter hidden width: `int(C · mlp_ratio)`.
     pub fn hidden(&self) -> usize {
@@ -223,6 +229,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
 }
 
 // ANCHOR: block
+// ANCHOR: block_fields
 /// A CLIP block with AIM's adapters. Keys: `attn`, `ln_1`, `mlp`, `ln_2` (CLIP's) and
 /// `T_Adapter_in`, `T_Adapter`, `S_Adapter`, `MLP_Adapter`.
 #[derive(Clone, Debug)]
@@ -235,6 +242,7 @@ pub struct AimBlock<const C: usize, E: Dtype, D: Storage<E>> {
     pub scale: f64,
     pub drop_path: f64,
 }
+// ANCHOR_END: block_fields
 
 /// The block's three stages (AIM Eqs. 3–5), each a residual branch on the frozen CLIP weights:
 /// temporal `x += T_Adapter(T-MSA(ln_1(x)))`, spatial `x += S_Adapter(S-MSA(ln_1(x)))`, joint
@@ -247,6 +255,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
     fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, grid: Grid, ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         let clip = &self.clip;
         match i {
+            // ANCHOR: eq3
             // temporal adaptation: the frozen ln_1 + attn over the T frames of every token position
             0 => maybe(self.t_adapter.as_ref(), x, |t_adapter, x| {
                 residual(x, |x| {
@@ -256,11 +265,15 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                     drop_path_tokens(t_adapter.forward(h), self.drop_path, ctx)
                 })
             }),
+            // ANCHOR_END: eq3
+            // ANCHOR: eq4
             // spatial adaptation: S_Adapter (with skip) on the attention output
             1 => residual(x, |x| {
                 let h = clip.attention(x, SeqAxis::Tokens);
                 maybe(self.s_adapter.as_ref(), h, |a, h| a.forward(h))
             }),
+            // ANCHOR_END: eq4
+            // ANCHOR: eq5
             // joint adaptation: MLP_Adapter in parallel to the MLP, weighted by s
             _ => residual(x, |x| {
                 let (xn, tape) = clip.ln_2.forward(x).split_tape();
@@ -270,6 +283,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for AimBlock<C, E,
                     ops::add(h, drop_path_tokens(j, self.drop_path, ctx))
                 })
             }),
+            // ANCHOR_END: eq5
         }
     }
 
@@ -346,7 +360,13 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Aim<C, E, D> {
 impl AimCfg {
     /// Builds the model: frozen CLIP encoder (values from `init`; load CLIP over them), trainable
     /// adapters, `temporal_embedding` (zeros), `ln_post`, and `fc_cls` (N(0, 0.01²), I3DHead's init).
-    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(&self, dev: &D, init: &mut Init) -> Aim<C, E, D> {
+    /// An invalid config is an error naming the field.
+    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(
+        &self,
+        dev: &D,
+        init: &mut Init,
+    ) -> Result<Aim<C, E, D>, ConfigError> {
+        self.validate()?;
         let clip = &self.clip;
         let hidden = self.hidden();
         let mut backbone = VisionTransformer::build(clip, dev, init, Some(self.frames), |i, init| {
@@ -362,7 +382,7 @@ impl AimCfg {
                 scale: self.adapter_scale,
                 drop_path: self.drop_path(i),
             }
-        });
+        })?;
         if let Some(te) = &mut backbone.temporal_embedding {
             te.trainable = true;
         }
@@ -371,7 +391,28 @@ impl AimCfg {
             weight: param(dev, (self.num_classes, Const::<C>), init.normal(self.num_classes * C, 0.01), true),
             bias: Some(constant(dev, (self.num_classes,), 0.0, true)),
         };
-        Aim { backbone, cls_head: I3dHead { fc_cls, dropout: self.dropout } }
+        Ok(Aim { backbone, cls_head: I3dHead { fc_cls, dropout: self.dropout } })
+    }
+}
+
+impl Validate for AimCfg {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.clip.validate().map_err(|e| e.within("clip"))?;
+        validate_head(self.num_classes, self.frames)?;
+        ensure_in(self.mlp_ratio, "mlp_ratio", 0.0, Self::MAX_RATIO, true)?;
+        ensure(self.hidden() >= 1, "mlp_ratio", || {
+            format!(
+                "{} gives an adapter hidden width of int({} × {}) = 0",
+                self.mlp_ratio, self.clip.width, self.mlp_ratio
+            )
+        })?;
+        ensure_in(self.adapter_scale, "adapter_scale", -1e3, 1e3, true)?;
+        ensure((1..=2).contains(&self.num_tadapter), "num_tadapter", || {
+            format!("must be 1, or 2 for the SSv2 configs' extra T_Adapter_in; is {}", self.num_tadapter)
+        })?;
+        ensure_in(self.drop_path_rate, "drop_path_rate", 0.0, 1.0, false)?;
+        ensure_in(self.dropout, "dropout", 0.0, 1.0, false)?;
+        self.blocks.validate(self.clip.layers, "blocks")
     }
 }
 

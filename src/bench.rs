@@ -23,6 +23,7 @@ use crate::clip::vit::{clip_block, Block, ResidualAttentionBlock};
 use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
 use crate::init::Init;
+use crate::input::count;
 use crate::mst_adapter::MstAdapterCfg;
 use crate::ops::gemm::{matmul, Mat, MatMut, Threads};
 use crate::ops::{Grid, Kernel3};
@@ -39,31 +40,31 @@ const ENV: &str = "VIDEO_ADAPTERS_BENCH";
 #[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Small {
     /// Small preset: width.
-    #[arg(long = "small-width", default_value_t = 64)]
+    #[arg(long = "small-width", default_value_t = 64, value_parser = count(1..=4096))]
     pub width: usize,
     /// Small preset: layers (every one with an ST-Adapter before the MLP).
-    #[arg(long = "small-layers", default_value_t = 4)]
+    #[arg(long = "small-layers", default_value_t = 4, value_parser = count(1..=64))]
     pub layers: usize,
     /// Small preset: attention heads.
-    #[arg(long = "small-heads", default_value_t = 4)]
+    #[arg(long = "small-heads", default_value_t = 4, value_parser = count(1..=64))]
     pub heads: usize,
     /// Small preset: patch size.
-    #[arg(long = "small-patch", default_value_t = 4)]
+    #[arg(long = "small-patch", default_value_t = 4, value_parser = count(1..=64))]
     pub patch: usize,
     /// Small preset: frame size (pixels per side).
-    #[arg(long = "small-resolution", default_value_t = 32)]
+    #[arg(long = "small-resolution", default_value_t = 32, value_parser = count(1..=1024))]
     pub resolution: usize,
     /// Small preset: frames per clip.
-    #[arg(long = "small-frames", default_value_t = 8)]
+    #[arg(long = "small-frames", default_value_t = 8, value_parser = count(1..=64))]
     pub frames: usize,
     /// Small preset: clips per training step.
-    #[arg(long = "small-batch", default_value_t = 32)]
+    #[arg(long = "small-batch", default_value_t = 32, value_parser = count(1..=1024))]
     pub batch: usize,
     /// Small preset: ST-Adapter bottleneck width.
-    #[arg(long = "small-adapter", default_value_t = 16)]
+    #[arg(long = "small-adapter", default_value_t = 16, value_parser = count(1..=4096))]
     pub adapter: usize,
     /// Small preset: classes.
-    #[arg(long = "small-classes", default_value_t = 10)]
+    #[arg(long = "small-classes", default_value_t = 10, value_parser = count(1..=10000))]
     pub classes: usize,
 }
 
@@ -100,14 +101,14 @@ impl Small {
 /// What to measure, and how often.
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
 pub struct Opts {
-    /// Rounds: every case once per round on every side.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: every case once per round on every side (1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = count(1..=1000))]
     pub rounds: usize,
-    /// Timed repetitions inside each child process (after one warm-up).
-    #[arg(long, default_value_t = 2)]
+    /// Timed repetitions inside each child process, after one warm-up (1 to 1000).
+    #[arg(long, default_value_t = 2, value_parser = count(1..=1000))]
     pub reps: usize,
     /// Threads on both sides (rayon for the kit, `torch.set_num_threads` for PyTorch).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = count(1..=256))]
     pub threads: usize,
     /// The Python interpreter that runs `scripts/bench_pytorch.py` (needs torch); without it, the
     /// kit alone.
@@ -121,10 +122,10 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Clips per ViT-B/16 training step (8 frames of 224×224 each).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = count(1..=64))]
     pub clips: usize,
     /// Clips per ViT-B/16 evaluation forward (one view each).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = count(1..=256))]
     pub eval_batch: usize,
     /// Report CPU time (all threads of the child process) instead of wall-clock time: less
     /// disturbed by other processes on a busy machine (with one thread, nearly not at all).
@@ -582,13 +583,19 @@ pub enum Target {
 }
 
 impl Target {
-    fn met(&self, r: f64) -> bool {
+    pub fn met(&self, r: f64) -> bool {
         match *self {
             Target::AtMost(t) => r <= t,
             Target::AtLeast(t) => r >= t,
         }
     }
-    fn text(&self) -> String {
+    /// The threshold.
+    pub fn value(&self) -> f64 {
+        match *self {
+            Target::AtMost(t) | Target::AtLeast(t) => t,
+        }
+    }
+    pub fn text(&self) -> String {
         match *self {
             Target::AtMost(t) => format!("≤ {t}"),
             Target::AtLeast(t) => format!("≥ {t}"),
@@ -846,73 +853,20 @@ impl Report {
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Writes `book/src/measured/bench.json` (the figures), `bench.md` (this report) and
-    /// `book/src/figures/bench_ratios.svg` (its bar chart) in this repository.
-    pub fn save(&self) -> anyhow::Result<()> {
-        let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
-        std::fs::write(book.join("measured/bench.json"), serde_json::to_string_pretty(self)? + "\n")?;
-        std::fs::write(book.join("measured/bench.md"), self.markdown())?;
-        std::fs::write(book.join("figures/bench_ratios.svg"), self.svg()?)?;
-        Ok(())
+    /// The committed run, `book/src/measured/bench.json` under the working directory's checkout.
+    pub fn load_committed() -> anyhow::Result<Self> {
+        Self::load(&crate::repro::book_src_dir()?.join("measured/bench.json"))
     }
 
-    /// The bar chart of [`Report::ratios`]: kit ÷ PyTorch per row, with each target marked.
-    pub fn svg(&self) -> anyhow::Result<String> {
-        use plotters::prelude::*;
-        let data = self.ratios();
-        let mut s = String::new();
-        {
-            let h = 60 + 30 * data.len().max(1) as u32;
-            let root = SVGBackend::with_string(&mut s, (900, h)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let max = data.iter().map(|d| d.1).fold(1.5f64, f64::max) * 1.1;
-            let n = data.len();
-            let mut chart = ChartBuilder::on(&root)
-                .caption(format!("kit ÷ PyTorch, {} threads ({})", self.opts.threads, self.date), ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(420)
-                .build_cartesian_2d(0f64..max, (0..n).into_segmented())?;
-            let labels: Vec<String> = data.iter().map(|d| d.0.clone()).collect();
-            chart
-                .configure_mesh()
-                .disable_y_mesh()
-                .y_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                    _ => String::new(),
-                })
-                .y_labels(n)
-                .x_desc("ratio (time, memory: lower is better; clips/s: higher is better)")
-                .draw()?;
-            chart.draw_series(data.iter().enumerate().map(|(i, (_, r, t))| {
-                let good = t.map(|t| t.met(*r));
-                let color = match good {
-                    Some(true) => RGBColor(44, 160, 44),
-                    Some(false) => RGBColor(214, 39, 40),
-                    None => RGBColor(127, 127, 127),
-                };
-                let mut bar =
-                    Rectangle::new([(0.0, SegmentValue::Exact(i)), (*r, SegmentValue::Exact(i + 1))], color.filled());
-                bar.set_margin(4, 4, 0, 0);
-                bar
-            }))?;
-            // targets: a black tick per row
-            chart.draw_series(data.iter().enumerate().filter_map(|(i, (_, _, t))| {
-                let x = match (*t)? {
-                    Target::AtMost(v) | Target::AtLeast(v) => v,
-                };
-                Some(PathElement::new(
-                    vec![(x, SegmentValue::Exact(i)), (x, SegmentValue::Exact(i + 1))],
-                    BLACK.stroke_width(2),
-                ))
-            }))?;
-            chart.draw_series(std::iter::once(PathElement::new(
-                vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Last)],
-                RGBColor(80, 80, 80).stroke_width(1),
-            )))?;
-            root.present()?;
-        }
-        Ok(s)
+    /// Writes `book/src/measured/bench.json` (the figures), `bench.md` (this report) and
+    /// `book/src/figures/bench_ratios.svg` (its bar chart, [`crate::figures::bench_ratios`]) under
+    /// the working directory's checkout.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let book = crate::repro::book_src_dir()?;
+        crate::io::write_atomic(&book.join("measured/bench.json"), (serde_json::to_string_pretty(self)? + "\n").as_bytes())?;
+        crate::io::write_atomic(&book.join("measured/bench.md"), self.markdown().as_bytes())?;
+        crate::io::write_atomic(&book.join("figures/bench_ratios.svg"), crate::figures::bench_ratios(self).as_bytes())?;
+        Ok(())
     }
 }
 
@@ -921,11 +875,11 @@ mod tests {
     use super::*;
 
     /// ViT-B/16's block on 8 frames: 12·768² MACs per token for the four linear layers plus
-    /// 2·197·768 for QKᵀ and PV, times 8·197 tokens = 11,632,312,320 + 476,871,168 MACs.
+    /// 2·197·768 for QKᵀ and PV, times 8·197 tokens = 11,154,751,488 + 476,884,992 MACs.
     #[test]
-    fn vit_b16_block_forward_is_12_1_billion_multiply_adds() {
+    fn vit_b16_block_forward_is_11_6_billion_multiply_adds() {
         assert_eq!(block_macs(8, 197, 768), 1576.0 * 12.0 * 589_824.0 + 1576.0 * 2.0 * 197.0 * 768.0);
-        assert_eq!(block_macs(8, 197, 768), 12_109_183_488.0);
+        assert_eq!(block_macs(8, 197, 768), 11_631_636_480.0);
     }
 
     /// Day 0 is 1970-01-01; 2024-01-01 is day 19,723, so day 19,782 is 31 + 28 days later, the

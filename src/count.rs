@@ -19,6 +19,7 @@ use crate::param::ParamInfo;
 
 /// Frames per clip × temporal clips × spatial crops, e.g. 8×3×1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Views {
     pub frames: usize,
     pub clips: usize,

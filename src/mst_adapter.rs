@@ -57,8 +57,10 @@ use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
+use crate::input::{ensure, ensure_count, ensure_in, ConfigError, Validate};
 use crate::ops::{self, dwconv3d::DwConv3d, Grid, Kernel3, Linear, SeqAxis, Weights};
 use crate::param::Param;
+use crate::registry::validate_head;
 
 /// Where the two adapters sit in a block (Table 5, Fig. 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,7 @@ pub enum Placement {
 
 /// How the three branches are fused (Table 3).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Fusion {
     /// Learnable scalars W₁, W₂, W₃ starting at `init` (0.33).
     Learned { init: f64 },
@@ -96,6 +99,7 @@ pub enum Pointwise {
 /// The [CLS] shift: `from_next` and `from_prev` channels of CLS taken from frames t+1 and t−1,
 /// given as divisors of the width (8 → C/8 channels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClsShift {
     pub next_div: usize,
     pub prev_div: usize,
@@ -103,6 +107,7 @@ pub struct ClsShift {
 
 /// An MST-Adapter video model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MstAdapterCfg {
     pub clip: ClipCfg,
     pub num_classes: usize,
@@ -114,6 +119,30 @@ pub struct MstAdapterCfg {
     pub placement: Placement,
     pub blocks: Blocks,
     pub cls_shift: Option<ClsShift>,
+}
+
+impl Validate for MstAdapterCfg {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.clip.validate().map_err(|e| e.within("clip"))?;
+        validate_head(self.num_classes, self.frames)?;
+        ensure_count(self.adapter_width, "adapter_width", 1 << 14)?;
+        ensure_count(self.branches.len(), "branches", 16)?;
+        for (i, k) in self.branches.iter().enumerate() {
+            k.validate(&format!("branches[{i}]"))?;
+        }
+        if let Fusion::Learned { init } = self.fusion {
+            ensure_in(init, "fusion.init", -1e3, 1e3, true)?;
+        }
+        if let Some(s) = self.cls_shift {
+            ensure_count(s.next_div, "cls_shift.next_div", self.clip.width)?;
+            ensure_count(s.prev_div, "cls_shift.prev_div", self.clip.width)?;
+            let (next, prev) = (self.clip.width / s.next_div, self.clip.width / s.prev_div);
+            ensure(next + prev <= self.clip.width, "cls_shift", || {
+                format!("shifts {next} + {prev} channels, more than the width {}", self.clip.width)
+            })?;
+        }
+        self.blocks.validate(self.clip.layers, "blocks")
+    }
 }
 
 impl MstAdapterCfg {
@@ -212,6 +241,7 @@ pub enum PointwiseLayer<E: Dtype, D: Storage<E>> {
 }
 
 // ANCHOR: adapter
+// ANCHOR: adapter_fields
 /// `V + up(ME(down(V)))` on the patch tokens, with the multi-scale extraction
 /// `z = V_down + Σᵢ Wᵢ·DWConv3Dᵢ(V_down)`, `ME = z + Conv₁ₓ₁ₓ₁(z)`.
 #[derive(Clone, Debug)]
@@ -222,12 +252,17 @@ pub struct MstAdapter<const C: usize, E: Dtype, D: Storage<E>> {
     pub pointwise: Option<PointwiseLayer<E, D>>,
     pub up: Linear<usize, Const<C>, E, D>,
 }
+// ANCHOR_END: adapter_fields
 
 impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+        // ANCHOR: eq6_down
         let (x, tape) = x.split_tape();
-        let v = self.down.forward(ops::patch_tokens(x.clone().put_tape(tape))); // (B·T, H·W, W)
-                                                                                // Eq. 7–8: three depthwise branches on V_down, fused onto V_down
+        // V_down: (B·T, H·W, W)
+        let v = self.down.forward(ops::patch_tokens(x.clone().put_tape(tape)));
+        // ANCHOR_END: eq6_down
+        // ANCHOR: eq7
+        // Eq. 7: the branches B_i = DWConv3D_i(V_down), each on the (T, H, W) grid of each video
         let (v, tape) = v.split_tape();
         let mut tape = Some(tape);
         let branches: Vec<_> = self
@@ -241,14 +276,23 @@ impl<const C: usize, E: Real, D: KitDevice<E>> MstAdapter<C, E, D> {
                 conv.forward(input, grid)
             })
             .collect();
+        // ANCHOR_END: eq7
+        // ANCHOR: eq8
+        // Eq. 8: z = V_down + Σᵢ Wᵢ·Bᵢ
         let z = ops::fuse(v, branches, &self.fusion);
+        // ANCHOR_END: eq8
+        // ANCHOR: eq9
         // Eq. 9: y = z + Conv1x1x1(z)
         let y = match &self.pointwise {
             Some(PointwiseLayer::Dense(lin)) => residual(z, |z| lin.forward(z)),
             Some(PointwiseLayer::Depthwise(conv)) => residual(z, |z| conv.forward(z, grid)),
             None => z,
         };
-        ops::add_to_patches(x, self.up.forward(y)) // Eq. 6: V + up(·), CLS untouched
+        // ANCHOR_END: eq9
+        // ANCHOR: eq6_up
+        // Eq. 6: V + up(·), the CLS token untouched
+        ops::add_to_patches(x, self.up.forward(y))
+        // ANCHOR_END: eq6_up
     }
 }
 // ANCHOR_END: adapter
@@ -376,7 +420,13 @@ pub type MstAdapterViT<const C: usize, E, D> = FrameClassifier<C, MstBlock<C, E,
 
 impl MstAdapterCfg {
     /// Builds the model: frozen CLIP encoder, trainable adapters and `fc`.
-    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(&self, dev: &D, init: &mut Init) -> MstAdapterViT<C, E, D> {
+    /// An invalid config is an error naming the field.
+    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(
+        &self,
+        dev: &D,
+        init: &mut Init,
+    ) -> Result<MstAdapterViT<C, E, D>, ConfigError> {
+        self.validate()?;
         let clip = &self.clip;
         let shift = self.shift_channels();
         let backbone = VisionTransformer::build(clip, dev, init, None, |i, init| {
@@ -385,8 +435,8 @@ impl MstAdapterCfg {
             let adapter_attn = on.then(|| MstAdapter::build(self, dev, init));
             let adapter_mlp = on.then(|| MstAdapter::build(self, dev, init));
             MstBlock { clip: block, adapter_attn, adapter_mlp, placement: self.placement, shift }
-        });
-        FrameClassifier { backbone, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 }
+        })?;
+        Ok(FrameClassifier { backbone, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 })
     }
 }
 

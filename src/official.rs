@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use crate::clip::ClipCfg;
+use crate::input::Validate;
 
 /// The keyword arguments of one official constructor.
 pub struct Kwargs<'a> {

@@ -8,15 +8,28 @@ use std::collections::BTreeMap;
 use dfdx::prelude::*;
 
 use crate::device::{KitDevice, Real};
-use crate::param::{visit_mut, Param, Params, VisitorMut};
+use crate::param::{visit, visit_mut, Param, Params, Visitor, VisitorMut};
 
 /// Hyper-parameters.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamWCfg {
     pub lr: f64,
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+}
+
+impl crate::input::Validate for AdamWCfg {
+    /// torch's own checks: lr ≥ 0, eps ≥ 0, betas in [0, 1), weight decay ≥ 0; and finite.
+    fn validate(&self) -> Result<(), crate::input::ConfigError> {
+        use crate::input::ensure_in;
+        ensure_in(self.lr, "lr", 0.0, 1e3, true)?;
+        ensure_in(self.betas.0, "betas.0", 0.0, 1.0, false)?;
+        ensure_in(self.betas.1, "betas.1", 0.0, 1.0, false)?;
+        ensure_in(self.eps, "eps", 0.0, 1.0, true)?;
+        ensure_in(self.weight_decay, "weight_decay", 0.0, 1e3, true)
+    }
 }
 
 impl Default for AdamWCfg {
@@ -49,18 +62,25 @@ impl<E: Real> AdamW<E> {
         self
     }
 
-    /// One update of every trainable parameter of `model` from `grads`.
+    /// One update of every trainable parameter of `model` from the gradients of one backward pass.
+    pub fn update<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &mut Gradients<E, D>) {
+        let mut sums = GradSums::new();
+        accumulate(model, grads, E::one(), &mut sums);
+        self.step(model, &sums);
+    }
+
+    /// One update of every trainable parameter of `model` from gradient sums by key.
     ///
-    /// A trainable parameter without a gradient entry (off the traced path) is updated with a zero
+    /// A trainable parameter without a gradient (off the traced path) is updated with a zero
     /// gradient (torch would skip it); `tests/frozen.rs` checks that every trainable parameter of
     /// every model is on the traced path.
-    pub fn update<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, grads: &mut Gradients<E, D>) {
+    pub fn step<D: KitDevice<E>, M: Params<E, D>>(&mut self, model: &mut M, sums: &GradSums<E>) {
         self.step += 1;
-        struct Step<'a, E: Real, D: KitDevice<E>> {
+        struct Step<'a, E: Real> {
             opt: &'a mut AdamW<E>,
-            grads: &'a mut Gradients<E, D>,
+            sums: &'a GradSums<E>,
         }
-        impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Step<'a, E, D> {
+        impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Step<'a, E> {
             fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
                 if !p.trainable {
                     return;
@@ -75,26 +95,61 @@ impl<E: Real> AdamW<E> {
                 let (step, decay) = (E::of(lr / bc1), E::one() - E::of(lr * wd));
                 let inv_bc2 = E::of(1.0 / bc2);
                 let n = p.numel();
+                let zeros;
+                let g = match self.sums.get(key) {
+                    Some(g) => g,
+                    None => {
+                        zeros = vec![E::zero(); n];
+                        &zeros
+                    }
+                };
                 let (m, v) =
                     self.opt.moments.entry(key.to_string()).or_insert_with(|| (vec![E::zero(); n], vec![E::zero(); n]));
                 let mut w = p.to_vec();
-                let dev = p.value.device().clone();
-                let buf =
-                    self.grads.get_or_alloc_mut(&p.value).unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
-                dev.update(buf, |g| {
-                    for i in 0..n {
-                        w[i] *= decay;
-                        m[i] = b1 * m[i] + (E::one() - b1) * g[i];
-                        v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
-                        w[i] -= step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
-                    }
-                })
-                .unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
+                for i in 0..n {
+                    w[i] *= decay;
+                    m[i] = b1 * m[i] + (E::one() - b1) * g[i];
+                    v[i] = b2 * v[i] + (E::one() - b2) * g[i] * g[i];
+                    w[i] -= step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
+                }
                 p.set(&w);
             }
         }
-        visit_mut(model, &mut Step { opt: self, grads });
+        visit_mut(model, &mut Step { opt: self, sums });
     }
+}
+
+/// Gradients of the trainable parameters by key, summed over the micro-batches of a step.
+pub type GradSums<E> = BTreeMap<String, Vec<E>>;
+
+/// Adds `scale` × the gradient of every trainable parameter of `model` to `sums`. A parameter off
+/// the traced path contributes zeros.
+pub fn accumulate<E: Real, D: KitDevice<E>, M: Params<E, D>>(
+    model: &M,
+    grads: &mut Gradients<E, D>,
+    scale: E,
+    sums: &mut GradSums<E>,
+) {
+    struct Acc<'a, E: Real, D: KitDevice<E>> {
+        grads: &'a mut Gradients<E, D>,
+        scale: E,
+        sums: &'a mut GradSums<E>,
+    }
+    impl<'a, E: Real, D: KitDevice<E>> Visitor<E, D> for Acc<'a, E, D> {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
+            if !p.trainable {
+                return;
+            }
+            let n = p.numel();
+            let sum = self.sums.entry(key.to_string()).or_insert_with(|| vec![E::zero(); n]);
+            let scale = self.scale;
+            let dev = p.value.device().clone();
+            let buf = self.grads.get_or_alloc_mut(&p.value).unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
+            dev.update(buf, |g| sum.iter_mut().zip(g.iter()).for_each(|(s, g)| *s += scale * *g))
+                .unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
+        }
+    }
+    visit(model, &mut Acc { grads, scale, sums });
 }
 
 #[cfg(test)]

@@ -177,6 +177,45 @@ pub fn param_list<E: Real, D: KitDevice<E>, M: Params<E, D> + ?Sized>(m: &M) -> 
     l.0
 }
 
+/// The parameters whose key satisfies `pred`, in module order: (key, stored shape, row-major values).
+pub fn values_of<E: Real, D: KitDevice<E>, M: Params<E, D> + ?Sized>(
+    m: &M,
+    pred: impl Fn(&str) -> bool,
+) -> Vec<(String, Vec<usize>, Vec<E>)> {
+    struct Get<F, E>(F, Vec<(String, Vec<usize>, Vec<E>)>);
+    impl<E: Real, D: KitDevice<E>, F: Fn(&str) -> bool> Visitor<E, D> for Get<F, E> {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, E, D>) {
+            if (self.0)(key) {
+                self.1.push((key.to_string(), p.stored_shape.clone(), p.to_vec()));
+            }
+        }
+    }
+    let mut g = Get(pred, Vec::new());
+    visit(m, &mut g);
+    g.1
+}
+
+/// Overwrites the parameter `key` with `values` (row-major); the error names the key when there is
+/// no such parameter or the number of values differs.
+pub fn set_values<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, key: &str, values: &[E]) -> Result<(), String> {
+    struct Set<'a, E>(&'a str, &'a [E], Option<Result<(), String>>);
+    impl<'a, E: Real, D: KitDevice<E>> VisitorMut<E, D> for Set<'a, E> {
+        fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, E, D>) {
+            if key == self.0 {
+                self.2 = Some(if p.numel() == self.1.len() {
+                    p.set(self.1);
+                    Ok(())
+                } else {
+                    Err(format!("`{key}` has {} values, {} given", p.numel(), self.1.len()))
+                });
+            }
+        }
+    }
+    let mut s = Set(key, values, None);
+    visit_mut(m, &mut s);
+    s.2.unwrap_or_else(|| Err(format!("the model has no parameter `{key}`")))
+}
+
 /// Marks every parameter whose key satisfies `pred` as trainable, and every other one frozen.
 pub fn set_trainable<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, pred: impl Fn(&str) -> bool) {
     struct Marker<F>(F);

@@ -72,23 +72,20 @@ pub fn model_from_meta(meta: &serde_json::Value, frames: usize) -> anyhow::Resul
 
 /// Runs one fixture folder.
 pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("meta.json"))
-            .with_context(|| format!("reading {}/meta.json", dir.display()))?,
-    )
-    .with_context(|| format!("parsing {}/meta.json", dir.display()))?;
+    let meta_path = dir.join("meta.json");
+    let meta: serde_json::Value = crate::input::read_json(&meta_path)?;
     let input = read_all(&dir.join("input.safetensors"))?;
     let (vshape, video) =
         input.get("video").with_context(|| format!("{}/input.safetensors has no `video`", dir.display()))?;
     if vshape.len() != 5 || vshape[1] != 3 {
         bail!("{}: `video` has shape {vshape:?}, expected (B, 3, T, H, W)", dir.display());
     }
-    let cfg = match model_from_meta(&meta, vshape[2])? {
+    let cfg = match model_from_meta(&meta, vshape[2]).with_context(|| meta_path.display().to_string())? {
         Ok(cfg) => cfg,
         Err(why) => return Ok(Outcome::NotImplemented(why)),
     };
     let dev = Cpu::default();
-    let mut model = cfg.build(&dev, &mut Init::zeros())?;
+    let mut model = cfg.build(&dev, &mut Init::zeros()).with_context(|| meta_path.display().to_string())?;
     // the fixture holds the whole state dict: strict, nothing may stay at its initial value
     model.load(&dir.join("weights.safetensors"), &KeyMap::identity(), &|_| false).map_err(anyhow::Error::new)?;
     let video: Tensor<(usize, Const<3>, usize, usize, usize), f32, Cpu> = dev.tensor_from_vec(
@@ -124,7 +121,17 @@ pub fn check(dir: &Path) -> anyhow::Result<Outcome> {
 /// Expected tensors in our layouts: the stream is (B·T, L, D) batch-first; AIM's intermediates are
 /// sequence-first (L, B·T, D); AIM's `backbone_out` is (B, D, T, 1, 1) and our tap (B·T, D).
 fn to_our_layout(name: &str, layout: &str, shape: &[usize], v: &[f64]) -> anyhow::Result<(Vec<usize>, Vec<f64>)> {
+    let rank = |r: usize| {
+        if shape.len() == r {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "expected tensor `{name}` has shape {shape:?}, but its layout {layout} has {r} dimensions"
+            ))
+        }
+    };
     if layout.starts_with("(L, B*T, D)") {
+        rank(3)?;
         let (l, n, d) = (shape[0], shape[1], shape[2]);
         let mut out = vec![0.0; v.len()];
         for i in 0..l {
@@ -135,6 +142,7 @@ fn to_our_layout(name: &str, layout: &str, shape: &[usize], v: &[f64]) -> anyhow
         return Ok((vec![n, l, d], out));
     }
     if layout.starts_with("(B, D, T, 1, 1)") {
+        rank(5)?;
         let (b, d, t) = (shape[0], shape[1], shape[2]);
         let mut out = vec![0.0; v.len()];
         for bi in 0..b {

@@ -10,19 +10,21 @@ use crate::aim::{Aim, AimCfg};
 use crate::baselines::{Benchmark, BenchmarkCfg};
 use crate::clip::vit::head_lines;
 use crate::clip::vit::{Block, FrameBaseline, FrameClassifier, Video};
-use crate::clip::weights::{load_params, KeyMap, LoadReport, WeightsError};
+use crate::clip::weights::{load_params, KeyMap, LoadReport};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{encoder_lines, Breakdown};
 use crate::init::Init;
+use crate::input::{ensure, ensure_count, ConfigError, InputError, Validate};
 use crate::mst_adapter::MstAdapterCfg;
-use crate::optim::AdamW;
+use crate::optim::{AdamW, GradSums};
 use crate::param::{param_list, set_trainable, ParamInfo};
 use crate::st_adapter::StAdapterCfg;
 use crate::with_width;
 
 /// The frame-wise CLIP baseline: frozen encoder, mean of per-frame CLS, `ln_post`, `fc`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BaselineCfg {
     pub clip: ClipCfg,
     pub num_classes: usize,
@@ -37,6 +39,19 @@ impl BaselineCfg {
         head_lines(&mut b, self.clip.width as u64, self.num_classes as u64, "");
         b
     }
+}
+
+impl Validate for BaselineCfg {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.clip.validate().map_err(|e| e.within("clip"))?;
+        validate_head(self.num_classes, self.frames)
+    }
+}
+
+/// The fields every model has besides its encoder: `num_classes` and `frames` (frames per view).
+pub fn validate_head(num_classes: usize, frames: usize) -> Result<(), ConfigError> {
+    ensure_count(num_classes, "num_classes", 1 << 20)?;
+    ensure_count(frames, "frames", 1024)
 }
 
 /// A model the kit can build, as written in `fixtures/configs/*.ron`.
@@ -61,6 +76,43 @@ impl ModelCfg {
         }
     }
 
+    /// Classes of the classifier head.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelCfg::ClipBaseline(c) => c.num_classes,
+            ModelCfg::StAdapter(c) => c.num_classes,
+            ModelCfg::Aim(c) => c.num_classes,
+            ModelCfg::MstAdapter(c) => c.num_classes,
+            ModelCfg::Benchmark(c) => c.num_classes,
+        }
+    }
+
+    /// The same model with a `classes`-way classifier.
+    pub fn with_num_classes(&self, classes: usize) -> Self {
+        let mut m = self.clone();
+        match &mut m {
+            ModelCfg::ClipBaseline(c) => c.num_classes = classes,
+            ModelCfg::StAdapter(c) => c.num_classes = classes,
+            ModelCfg::Aim(c) => c.num_classes = classes,
+            ModelCfg::MstAdapter(c) => c.num_classes = classes,
+            ModelCfg::Benchmark(c) => c.num_classes = classes,
+        }
+        m
+    }
+
+    /// The same model on another backbone shape.
+    pub fn with_clip(&self, clip: ClipCfg) -> Self {
+        let mut m = self.clone();
+        match &mut m {
+            ModelCfg::ClipBaseline(c) => c.clip = clip,
+            ModelCfg::StAdapter(c) => c.clip = clip,
+            ModelCfg::Aim(c) => c.clip = clip,
+            ModelCfg::MstAdapter(c) => c.clip = clip,
+            ModelCfg::Benchmark(c) => c.clip = clip,
+        }
+        m
+    }
+
     /// Where the CLIP encoder's keys sit in this model's state dict: "" for the ST-Adapter
     /// codebase's models, "backbone." for AIM's.
     pub fn encoder_prefix(&self) -> &'static str {
@@ -81,33 +133,108 @@ impl ModelCfg {
         }
     }
 
-    /// Builds the model in f32 on the CPU.
+    /// Builds the model in f32 on the CPU. The config is validated first (an error names the
+    /// field); a width the kit does not compile in is an error too.
     pub fn build(&self, dev: &Cpu, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
+        self.validate()?;
         let width = self.clip().width;
+        fn boxed<M: VideoModel + 'static>(m: Result<M, ConfigError>) -> anyhow::Result<Box<dyn VideoModel>> {
+            Ok(Box::new(m?))
+        }
         match self {
             ModelCfg::ClipBaseline(c) => {
-                with_width!(width, |W| Box::new(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init))
-                    as Box<dyn VideoModel>)
+                with_width!(width, |W| boxed(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init)))?
             }
-            ModelCfg::StAdapter(c) => {
-                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
-            }
-            ModelCfg::Aim(c) => {
-                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
-            }
-            ModelCfg::MstAdapter(c) => {
-                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
-            }
-            ModelCfg::Benchmark(c) => {
-                with_width!(width, |W| Box::new(c.build::<W, f32, Cpu>(dev, init)) as Box<dyn VideoModel>)
-            }
+            ModelCfg::StAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
+            ModelCfg::Aim(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
+            ModelCfg::MstAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
+            ModelCfg::Benchmark(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
         }
     }
 
-    /// Reads a RON model config; errors name the file and the position.
-    pub fn from_ron_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    /// Reads a RON model config and validates it: unknown fields, values of the wrong type and
+    /// values the model cannot take are errors naming the file, the field and (for syntax) the
+    /// line and column.
+    pub fn from_ron_file(path: &Path) -> Result<Self, InputError> {
+        crate::input::read_ron(path)
+    }
+}
+
+// Checks of what comes from outside (issue 8): the config's values, and the shape of a video
+// before a forward pass.
+impl ModelCfg {
+    /// Frames per view: the T every input must have.
+    pub fn frames(&self) -> usize {
+        match self {
+            ModelCfg::ClipBaseline(c) => c.frames,
+            ModelCfg::StAdapter(c) => c.frames,
+            ModelCfg::Aim(c) => c.frames,
+            ModelCfg::MstAdapter(c) => c.frames,
+            ModelCfg::Benchmark(c) => c.frames,
+        }
+    }
+
+    /// Checks a video's shape (B, 3, T, H, W) against the config, before a forward pass: B ≥ 1,
+    /// 3 channels, T = `frames` (AIM's temporal embedding and the temporal attentions have that
+    /// length; for the others the config's counts and the training recipe assume it), H = W =
+    /// `clip.input_resolution` (the positional embedding has one entry per patch). The message
+    /// names the dimension and the config field.
+    pub fn check_input(&self, shape: &[usize]) -> Result<(), ShapeError> {
+        let bad = |m: String| Err(ShapeError(m));
+        let [b, c, t, h, w] = shape else {
+            return bad(format!("shape {shape:?} has {} dimensions; expected 5: (B, 3, T, H, W)", shape.len()));
+        };
+        let (frames, res) = (self.frames(), self.clip().input_resolution);
+        if *b == 0 {
+            return bad(format!("shape {shape:?}: the batch B is empty"));
+        }
+        if *c != 3 {
+            return bad(format!("shape {shape:?}: {c} channels; expected (B, 3, T, H, W) with 3 (RGB)"));
+        }
+        if *t != frames {
+            return bad(format!(
+                "shape {shape:?}: T = {t} frames, but the model config has `frames: {frames}` (give {frames} frames, or change `frames`)"
+            ));
+        }
+        if (*h, *w) != (res, res) {
+            return bad(format!(
+                "shape {shape:?}: frames are {h}x{w}, but the model config has `clip.input_resolution: {res}` ({res}x{res})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Weights in f32, estimated from the encoder's shape: refuses configs that could not fit in
+    /// memory before allocating them.
+    fn check_size(&self) -> Result<(), ConfigError> {
+        let c = self.clip();
+        let (w, l, t) = (c.width as f64, c.layers as f64, c.tokens() as f64);
+        let params = l * 12.0 * w * w + t * w;
+        ensure(params <= 2e9, "clip", || {
+            format!(
+                "the encoder alone has about {:.1e} weights ({:.0} GB in f32); the kit builds at most 2e9",
+                params,
+                params * 4e-9
+            )
+        })
+    }
+}
+
+/// A video shape a model cannot take, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+impl Validate for ModelCfg {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            ModelCfg::ClipBaseline(c) => c.validate(),
+            ModelCfg::StAdapter(c) => c.validate(),
+            ModelCfg::Aim(c) => c.validate(),
+            ModelCfg::MstAdapter(c) => c.validate(),
+            ModelCfg::Benchmark(c) => c.validate(),
+        }?;
+        self.check_size()
     }
 }
 
@@ -214,12 +341,34 @@ pub trait VideoModel {
     /// Every parameter by official key.
     fn params(&self) -> Vec<ParamInfo>;
     /// Loads weights (see [`load_params`]).
-    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError>;
+    fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError>;
     /// Marks the parameters whose key satisfies `pred` trainable, all others frozen.
     fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool);
-    /// One training step: traced forward (dropout on), cross-entropy, backward, AdamW update of
-    /// the trainable set. Returns the loss.
-    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32;
+    /// Traced forward (dropout as `ctx` says), cross-entropy with `smoothing`, backward; adds
+    /// `scale` × every trainable parameter's gradient to `sums`. Returns the loss.
+    fn accumulate(
+        &self,
+        video: &Video<f32, Cpu>,
+        labels: &[usize],
+        smoothing: f64,
+        scale: f32,
+        sums: &mut GradSums<f32>,
+        ctx: &mut Ctx,
+    ) -> f32;
+    /// One AdamW update of the trainable set from gradient sums.
+    fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>);
+    /// One training step on one batch: [`VideoModel::accumulate`] then [`VideoModel::apply`].
+    /// Returns the loss.
+    fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
+        let mut sums = GradSums::new();
+        let loss = self.accumulate(video, labels, 0.0, 1.0, &mut sums, ctx);
+        self.apply(opt, &sums);
+        loss
+    }
+    /// The parameters whose key satisfies `pred`: (key, stored shape, values).
+    fn values(&self, pred: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+    /// Overwrites one parameter; the error names the key.
+    fn set_values(&mut self, key: &str, values: &[f32]) -> Result<(), String>;
 }
 
 /// The same implementation for every model type: they all have `forward::<Tape>` and `Params`.
@@ -232,18 +381,36 @@ macro_rules! video_model {
             fn params(&self) -> Vec<ParamInfo> {
                 param_list(self)
             }
-            fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, WeightsError> {
+            fn load(&mut self, path: &Path, map: &KeyMap, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError> {
                 load_params(self, path, map, fresh)
             }
             fn set_trainable(&mut self, pred: &dyn Fn(&str) -> bool) {
                 set_trainable(self, pred)
             }
-            fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
-                let loss = crate::ops::cross_entropy(self.forward::<OwnedTape<f32, Cpu>>(video, ctx), labels, 0.0);
+            fn accumulate(
+                &self,
+                video: &Video<f32, Cpu>,
+                labels: &[usize],
+                smoothing: f64,
+                scale: f32,
+                sums: &mut GradSums<f32>,
+                ctx: &mut Ctx,
+            ) -> f32 {
+                let logits = self.forward::<OwnedTape<f32, Cpu>>(video, ctx);
+                let loss = crate::ops::cross_entropy(logits, labels, smoothing);
                 let value = loss.retaped::<NoneTape>().as_vec()[0];
                 let mut grads = loss.backward();
-                opt.update(self, &mut grads);
+                crate::optim::accumulate(self, &mut grads, scale, sums);
                 value
+            }
+            fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>) {
+                opt.step(self, sums)
+            }
+            fn values(&self, pred: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+                crate::param::values_of(self, pred)
+            }
+            fn set_values(&mut self, key: &str, values: &[f32]) -> Result<(), String> {
+                crate::param::set_values(self, key, values)
             }
         }
     )*};

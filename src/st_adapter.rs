@@ -33,8 +33,10 @@ use crate::context::Ctx;
 use crate::count::{dwconv_macs, encoder_lines, linear_macs, linear_params, Breakdown};
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
+use crate::input::{ensure_count, ConfigError, Validate};
 use crate::ops::{self, dwconv3d::DwConv3d, Grid, Kernel3, Linear};
 use crate::param::Param;
+use crate::registry::validate_head;
 
 /// Where in a block an adapter sits (Table 5c).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,10 +51,12 @@ pub enum Position {
 
 /// An ST-Adapter video model: the CLIP encoder with adapters, and the frame-averaging head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StAdapterCfg {
     pub clip: ClipCfg,
     pub num_classes: usize,
-    /// Frames per view (8, 16, 32): the model takes T from its input; counts use this.
+    /// Frames per view (8, 16, 32). The layers would take any T; the kit holds inputs to this one
+    /// ([`crate::registry::ModelCfg::check_input`]) so that counts, recipe and input agree.
     pub frames: usize,
     /// Bottleneck width W (Table 5a).
     pub adapter_width: usize,
@@ -102,8 +106,22 @@ impl StAdapterCfg {
     }
 }
 
+impl Validate for StAdapterCfg {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.clip.validate().map_err(|e| e.within("clip"))?;
+        validate_head(self.num_classes, self.frames)?;
+        ensure_count(self.adapter_width, "adapter_width", 1 << 14)?;
+        self.kernel.validate("kernel")?;
+        if let Some((i, p)) = self.positions.iter().enumerate().find(|(i, p)| self.positions[..*i].contains(p)) {
+            return Err(ConfigError::new("positions", format!("{p:?} is listed twice (entry {i})")));
+        }
+        self.blocks.validate(self.clip.layers, "blocks")
+    }
+}
+
 // ANCHOR: count
 impl StAdapterCfg {
+    // ANCHOR: adapter_params
     /// Parameters of one adapter: fc1 (C·W + W) + depthwise conv (W·kT·kH·kW + W) + fc2 (W·C + C).
     pub fn adapter_params(&self) -> u64 {
         let (c, w, k) = (self.clip.width as u64, self.adapter_width as u64, self.kernel.taps() as u64);
@@ -120,6 +138,7 @@ impl StAdapterCfg {
         );
         linear_macs(n, c, w) + dwconv_macs(n * w, k) + linear_macs(n, w, c)
     }
+    // ANCHOR_END: adapter_params
 
     /// Parameters and multiply-adds per view (`frames` frames), line by line.
     pub fn breakdown(&self) -> Breakdown {
@@ -250,7 +269,13 @@ pub type StAdapterViT<const C: usize, E, D> = FrameClassifier<C, StBlock<C, E, D
 impl StAdapterCfg {
     /// Builds the model: frozen CLIP encoder (values from `init`, to be overwritten by a CLIP
     /// checkpoint), trainable adapters and `fc` (N(0, 0.02²) weight, zero bias, as officially).
-    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(&self, dev: &D, init: &mut Init) -> StAdapterViT<C, E, D> {
+    /// An invalid config is an error naming the field.
+    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(
+        &self,
+        dev: &D,
+        init: &mut Init,
+    ) -> Result<StAdapterViT<C, E, D>, ConfigError> {
+        self.validate()?;
         let clip = &self.clip;
         let backbone = VisionTransformer::build(clip, dev, init, None, |i, init| {
             let [pre_attn, pre_mlp, post_mlp] = self.adapters_of(i);
@@ -262,8 +287,8 @@ impl StAdapterCfg {
                 adapter_pre_mlp: adapter(pre_mlp),
                 adapter_post_mlp: adapter(post_mlp),
             }
-        });
-        FrameClassifier { backbone, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 }
+        })?;
+        Ok(FrameClassifier { backbone, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 })
     }
 }
 

@@ -88,27 +88,118 @@ fn rust_listings_are_includes_only() {
     }
 }
 
-#[test]
-fn every_relative_link_resolves() {
-    for page in pages() {
-        let text = std::fs::read_to_string(&page).unwrap();
-        let mut rest = text.as_str();
-        while let Some(i) = rest.find("](") {
-            let after = &rest[i + 2..];
-            let end = after.find(')').unwrap();
-            let link = &after[..end];
-            rest = &after[end..];
-            if link.is_empty() || link.starts_with("http") || link.starts_with('#') {
-                continue;
+/// A page's text with its markdown includes expanded (as mdBook does), so that links in an
+/// included file are read relative to the page that includes it.
+fn expanded(page: &Path) -> String {
+    let text = std::fs::read_to_string(page).unwrap();
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("{{#include ") {
+        out += &rest[..i];
+        let after = &rest[i + 11..];
+        let end = after.find("}}").unwrap();
+        let spec = after[..end].trim();
+        let (path, sel) = spec.split_once(':').map_or((spec, None), |(p, s)| (p, Some(s)));
+        if path.ends_with(".md") {
+            let target = std::fs::read_to_string(page.parent().unwrap().join(path)).unwrap();
+            match sel {
+                Some(a) if !a.starts_with(|c: char| c.is_ascii_digit()) => {
+                    let start =
+                        target.find(&format!("ANCHOR: {a} ")).or(target.find(&format!("ANCHOR: {a}\n"))).unwrap();
+                    let stop = target.find(&format!("ANCHOR_END: {a}")).unwrap();
+                    out += &target[start..stop];
+                }
+                _ => out += &target,
             }
-            let file = link.split('#').next().unwrap();
-            assert!(page.parent().unwrap().join(file).is_file(), "{}: link to missing {link}", page.display());
+        }
+        rest = &after[end + 2..];
+    }
+    out + rest
+}
+
+/// Markdown files that pages include rather than link (their links are checked in the pages).
+fn partials() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for page in pages() {
+        for (path, _) in includes(&std::fs::read_to_string(&page).unwrap()) {
+            if path.ends_with(".md") {
+                v.push(page.parent().unwrap().join(path).canonicalize().unwrap());
+            }
         }
     }
+    v
+}
+
+/// The fragment ids a rendered page will have: explicit `id="…"` and mdBook's heading ids
+/// (lowercase, spaces as dashes, other punctuation dropped).
+fn fragment_ids(text: &str) -> Vec<String> {
+    let mut ids: Vec<String> =
+        text.split("id=\"").skip(1).filter_map(|t| t.split('"').next()).map(str::to_string).collect();
+    for line in text.lines().filter(|l| l.starts_with('#')) {
+        let h = line.trim_start_matches('#').trim();
+        ids.push(
+            h.to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect(),
+        );
+    }
+    ids
+}
+
+/// Every relative link (markdown or HTML) of every page reaches an existing file, and its
+/// fragment (`#note-…`, `#cause-…`, a heading) an existing id.
+#[test]
+fn every_relative_link_resolves() {
+    let partials = partials();
+    let mut fragments = 0;
+    for page in pages().into_iter().filter(|p| !partials.contains(&p.canonicalize().unwrap())) {
+        let text = expanded(&page);
+        let mut links: Vec<&str> = Vec::new();
+        for (open, close) in [("](", ')'), ("href=\"", '"')] {
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(open) {
+                let after = &rest[i + open.len()..];
+                let end = after.find(close).unwrap();
+                links.push(&after[..end]);
+                rest = &after[end..];
+            }
+        }
+        for link in links {
+            if link.is_empty() || link.starts_with("http") {
+                continue;
+            }
+            let (file, frag) = link.split_once('#').map_or((link, None), |(f, x)| (f, Some(x)));
+            let target = if file.is_empty() { page.clone() } else { page.parent().unwrap().join(file) };
+            assert!(target.is_file(), "{}: link to missing {link}", page.display());
+            if let (Some(frag), true) = (frag, target.extension().is_some_and(|x| x == "md")) {
+                let ids = fragment_ids(&expanded(&target));
+                assert!(ids.iter().any(|i| i == frag), "{}: link {link}: no id `{frag}` there", page.display());
+                fragments += 1;
+            }
+        }
+    }
+    assert!(fragments > 50, "only {fragments} fragment links checked");
     // the summary reaches every reproduction page
     let summary = std::fs::read_to_string(book().join("SUMMARY.md")).unwrap();
     for (name, _) in video_adapters::repro::all() {
         assert!(summary.contains(&format!("(generated/{name}.md)")), "SUMMARY.md has no page for {name}");
+    }
+}
+
+/// Every ✗ on a table page is a link to the note that explains it (issue 13).
+#[test]
+fn every_mismatch_mark_links_to_its_note() {
+    for (name, _) in video_adapters::repro::all() {
+        let text = std::fs::read_to_string(book().join(format!("generated/{name}.md"))).unwrap();
+        let linked = text.matches("[✗ ").count();
+        let runner = video_adapters::repro::all().into_iter().find(|(n, _)| *n == name).unwrap().1;
+        let mismatches = video_adapters::repro::counts_report(runner).unwrap().marks().1;
+        assert_eq!(linked, mismatches, "{name}: {mismatches} ✗ but {linked} links to notes");
     }
 }
 
@@ -118,11 +209,14 @@ fn generated_figures_and_discrepancies_are_current() {
         let have = std::fs::read_to_string(book().join("figures").join(&name)).unwrap_or_default();
         assert!(have == svg, "book/src/figures/{name} is stale: cargo run --release --bin book_assets");
     }
-    let have = std::fs::read_to_string(book().join("generated/discrepancies.md")).unwrap_or_default();
-    assert!(
-        have == video_adapters::repro::discrepancies_markdown().unwrap(),
-        "discrepancies.md is stale: cargo run --release --bin book_assets"
-    );
+    for (file, want) in [
+        ("generated/discrepancies.md", video_adapters::repro::discrepancies_markdown().unwrap()),
+        ("generated/tables_summary.md", video_adapters::repro::tables_summary_markdown().unwrap()),
+        ("generated/measured_tables.md", video_adapters::repro::measured_markdown().unwrap()),
+    ] {
+        let have = std::fs::read_to_string(book().join(file)).unwrap_or_default();
+        assert!(have == want, "book/src/{file} is stale: cargo run --release --bin book_assets");
+    }
 }
 
 /// The committed measurements (scripts/measure_tables.sh) list every row of their table, and their
@@ -165,4 +259,32 @@ fn measured_outputs_cover_their_tables() {
     ] {
         assert!(bench.contains(row), "bench_block.md: row {row} missing");
     }
+}
+
+/// Every display equation stands alone in an HTML block (`<div class="equation">` on the line
+/// before, `</div>` after): markdown then leaves the TeX that KaTeX keeps in the MathML untouched
+/// (inside a paragraph, `_i(V_` became emphasis and broke the equation out of its `<math>`).
+#[test]
+fn display_equations_are_html_blocks() {
+    let mut n = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.contains("$$")) {
+            assert!(
+                line.starts_with("$$ ") && line.ends_with(" $$") && i > 0 && i + 1 < lines.len(),
+                "{}:{}: a display equation is one line `$$ … $$`",
+                page.display(),
+                i + 1
+            );
+            assert!(
+                lines[i - 1] == "<div class=\"equation\">" && lines[i + 1] == "</div>",
+                "{}:{}: wrap the equation in <div class=\"equation\"> … </div>",
+                page.display(),
+                i + 1
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "ST-Adapter Eq. 2, AIM Eqs. 3-5, MST-Adapter Eqs. 6-9: found {n}");
 }

@@ -174,12 +174,9 @@ fn analytic_counts_equal_the_built_backbones() {
     let dev = Cpu::default();
     for clip in [ClipCfg::vit_b16(), ClipCfg::vit_l14(), ClipCfg::tiny()] {
         let cfg = baseline(clip.clone());
-        let params = video_adapters::with_width!(clip.width, |C| param_list(&FrameBaseline::<C, f32, Cpu>::build(
-            &clip,
-            400,
-            &dev,
-            &mut Init::zeros()
-        )))
+        let params = video_adapters::with_width!(clip.width, |C| param_list(
+            &FrameBaseline::<C, f32, Cpu>::build(&clip, 400, &dev, &mut Init::zeros()).unwrap()
+        ))
         .unwrap();
         if let Err(e) = check_against_module(&cfg.breakdown(), &params) {
             panic!("{}: {e:#?}", clip.name());

@@ -50,7 +50,7 @@ fn forward_binary_names_a_missing_input_tensor() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("has no tensor `frames`") && err.contains("\"video\""), "{err}");
+    assert!(err.contains("tensor `frames`: no such tensor (--key)") && err.contains("\"video\""), "{err}");
 }
 
 /// The released-checkpoint path of ST-Adapter: CLIP weights (whole-checkpoint layout, `visual.`

@@ -72,7 +72,7 @@ fn check<M: Params<f64, Cpu> + Clone>(
 fn frozen_st_adapter_backward_allocates_no_backbone_gradient_and_matches_all_traced() {
     let (meta, weights, video) = fixture("st_adapter_k400");
     let cfg = video_adapters::st_adapter::from_official_kwargs(&meta["constructor_kwargs"], 4).unwrap();
-    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     load_params(&mut model, &weights, &KeyMap::identity(), |_| false).unwrap();
     check(model, |m| m.forward::<Tp>(&video, &mut Ctx::eval()), 5, 14, 1);
 }
@@ -85,7 +85,7 @@ fn frozen_st_adapter_backward_allocates_no_backbone_gradient_and_matches_all_tra
 fn frozen_aim_backward_allocates_no_backbone_gradient_and_matches_all_traced() {
     let (meta, weights, video) = fixture("aim_k400");
     let cfg = video_adapters::aim::from_official_kwargs(&meta["constructor_kwargs"]).unwrap();
-    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     load_params(&mut model, &weights, &KeyMap::identity(), |_| false).unwrap();
     check(model, |m| m.forward::<Tp>(&video, &mut Ctx::eval()), 13, 26, 4);
 }
@@ -100,7 +100,8 @@ fn linear_probe_runs_the_encoder_untraced() {
         5,
         &Cpu::default(),
         &mut Init::zeros(),
-    );
+    )
+    .unwrap();
     load_params(&mut model, &weights, &KeyMap::identity(), |_| false).unwrap();
     check(model, |m| m.forward::<Tp>(&video, &mut Ctx::eval()), 1, 10, 0);
 }
@@ -120,7 +121,7 @@ fn frozen_mst_adapter_backward_allocates_no_backbone_gradient_and_matches_all_tr
             _ => None,
         })
         .unwrap();
-    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let mut model = cfg.build::<64, f64, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     video_adapters::testing::randomize(&mut model, 7);
     check(model, |m| m.forward::<Tp>(&video, &mut Ctx::eval()), 13, 22, 1);
 }

@@ -77,7 +77,7 @@ fn st_adapter_gradients_match_finite_differences() {
         positions: vec![Position::PreAttn, Position::PreMlp, Position::PostMlp],
         blocks: Blocks::Last(2),
     };
-    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1)).unwrap();
     randomize(&mut m, 2);
     let v = video(&dev);
     let worst =
@@ -100,7 +100,7 @@ fn aim_gradients_match_finite_differences() {
         blocks: Blocks::Last(2),
         ..AimCfg::vitclip_base_k400()
     };
-    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1)).unwrap();
     randomize(&mut m, 3);
     let v = video(&dev);
     let worst =
@@ -139,7 +139,7 @@ fn mst_adapter_gradients_match_finite_differences(
         fusion,
         ..MstAdapterCfg::vit_b16_k400()
     };
-    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+    let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1)).unwrap();
     randomize(&mut m, 4);
     let worst =
         check(m, |m, mut ctx| (m.forward::<Tp>(&v, &mut ctx), Some(m.forward::<NoneTape>(&v, &mut Ctx::eval()))));
@@ -163,7 +163,7 @@ fn baseline_gradients_match_finite_differences() {
         (Arch::Sa, Tuning::Adapter { width: 8 }),
     ] {
         let cfg = BenchmarkCfg { clip: ClipCfg::tiny(), arch, tuning, num_classes: 5, frames: 4 };
-        let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1));
+        let mut m = cfg.build::<64, f64, Cpu>(&dev, &mut Init::seeded(1)).unwrap();
         randomize(&mut m, 5);
         if tuning == Tuning::Full {
             // checking every tensor of a fully trained model is slow: the X-ViT parts suffice

@@ -23,7 +23,7 @@ fn listing(params: &[ParamInfo]) -> String {
 /// CLIP ViT-B/16's encoder keys (read from a converted `ViT-B-16.pt`, `proj` ignored).
 #[test]
 fn clip_vit_b16_keys() {
-    let m = StAdapterCfg::vit_b16_12x384().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let m = StAdapterCfg::vit_b16_12x384().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     let keys: Vec<ParamInfo> = param_list(&m).into_iter().filter(|p| is_clip_key(&p.key)).collect();
     insta::assert_snapshot!(listing(&keys));
 }
@@ -32,7 +32,7 @@ fn clip_vit_b16_keys() {
 /// tensors `utils.save_model` stores: 12 × (fc1, conv, fc2) and `fc`.
 #[test]
 fn st_adapter_k400_release_keys() {
-    let m = StAdapterCfg::vit_b16_12x384().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let m = StAdapterCfg::vit_b16_12x384().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     let keys: Vec<ParamInfo> = param_list(&m).into_iter().filter(|p| p.trainable).collect();
     insta::assert_snapshot!(listing(&keys));
 }
@@ -40,14 +40,14 @@ fn st_adapter_k400_release_keys() {
 /// A released AIM checkpoint (`vitclip_base_k400`): mmcv's `state_dict`, the whole model.
 #[test]
 fn aim_k400_release_keys() {
-    let m = AimCfg::vitclip_base_k400().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let m = AimCfg::vitclip_base_k400().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     insta::assert_snapshot!(listing(&param_list(&m)));
 }
 
 /// MST-Adapter (our key names; its trainable set: the 24 adapters and `fc`).
 #[test]
 fn mst_adapter_keys() {
-    let m = MstAdapterCfg::vit_b16_k400().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros());
+    let m = MstAdapterCfg::vit_b16_k400().build::<768, f32, Cpu>(&Cpu::default(), &mut Init::zeros()).unwrap();
     let keys: Vec<ParamInfo> = param_list(&m).into_iter().filter(|p| p.trainable).collect();
     insta::assert_snapshot!(listing(&keys));
 }

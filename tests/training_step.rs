@@ -65,20 +65,27 @@ fn a_training_step_updates_exactly_the_trainable_set() {
                     c.num_classes,
                     &dev,
                     &mut Init::seeded(0),
-                ),
+                )
+                .unwrap(),
                 |m, ctx| m.forward::<Tp>(&v, ctx),
             ),
             ModelCfg::StAdapter(c) => {
-                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)).unwrap(), |m, ctx| {
+                    m.forward::<Tp>(&v, ctx)
+                })
             }
-            ModelCfg::Aim(c) => {
-                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
-            }
+            ModelCfg::Aim(c) => step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)).unwrap(), |m, ctx| {
+                m.forward::<Tp>(&v, ctx)
+            }),
             ModelCfg::MstAdapter(c) => {
-                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)).unwrap(), |m, ctx| {
+                    m.forward::<Tp>(&v, ctx)
+                })
             }
             ModelCfg::Benchmark(c) => {
-                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)), |m, ctx| m.forward::<Tp>(&v, ctx))
+                step(&name, c.build::<64, f32, Cpu>(&dev, &mut Init::seeded(0)).unwrap(), |m, ctx| {
+                    m.forward::<Tp>(&v, ctx)
+                })
             }
         }
     }

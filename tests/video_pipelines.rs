@@ -160,7 +160,7 @@ fn case_pipeline(case: &Value) -> Pipeline {
     if case["family"] == "st" {
         let (frames, rate) = (u(&p["num_frames"]), u(&p["sampling_rate"]));
         Pipeline {
-            name: "fixture",
+            name: "fixture".into(),
             sampling: if rate == 0 {
                 Sampling::Uniform { frames }
             } else {
@@ -171,7 +171,7 @@ fn case_pipeline(case: &Value) -> Pipeline {
     } else {
         let s = &p["sample"];
         Pipeline {
-            name: "fixture",
+            name: "fixture".into(),
             sampling: if s["frame_uniform"] == true {
                 Sampling::Uniform { frames: u(&s["clip_len"]) }
             } else {

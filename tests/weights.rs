@@ -18,7 +18,7 @@ fn fixture() -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
 }
 
 fn model() -> Model {
-    FrameBaseline::build(&ClipCfg::tiny(), 5, &Cpu::default(), &mut Init::seeded(0))
+    FrameBaseline::build(&ClipCfg::tiny(), 5, &Cpu::default(), &mut Init::seeded(0)).unwrap()
 }
 
 /// Writes tensors with the given safetensors dtype (F16, BF16 or F32).
@@ -152,7 +152,8 @@ fn unreadable_files_are_named() {
     let bad = d.join("not.safetensors");
     std::fs::write(&bad, b"hello").unwrap();
     let msg = load_err(&bad);
-    assert!(msg.contains(&bad.display().to_string()) && msg.contains("not a safetensors file"), "{msg}");
+    assert!(msg.contains(&bad.display().to_string()) && msg.contains("not a readable safetensors file"), "{msg}");
+    assert!(msg.contains("5 bytes long"), "{msg}");
     let msg = load_err(&d.join("absent.safetensors"));
     assert!(msg.contains("absent.safetensors") && msg.contains("cannot read the file"), "{msg}");
 }

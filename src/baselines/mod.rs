@@ -37,10 +37,12 @@ use crate::count::{
 };
 use crate::device::{KitDevice, Real};
 use crate::init::{constant, param, Init};
+use crate::input::{ensure, ensure_count, ConfigError, Validate};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::{self, Grid, Linear, SeqAxis};
 use crate::param::{set_trainable, Param};
+use crate::registry::validate_head;
 use parts::{attention_pool, xvit_attention, HoulsbyAdapter, TemporalAttention, TemporalHead};
 
 /// The video architecture (ST-Adapter Table 1, "Architecture").
@@ -56,6 +58,7 @@ pub enum Arch {
 
 /// The fine-tuning protocol (ST-Adapter Table 1, "Fine-tuning Methods").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Tuning {
     Full,
     Partial,
@@ -68,6 +71,7 @@ pub enum Tuning {
 
 /// A baseline of the benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BenchmarkCfg {
     pub clip: ClipCfg,
     pub arch: Arch,
@@ -139,9 +143,9 @@ impl BenchmarkCfg {
         }
     }
 
-    /// Checks that the protocol applies to the architecture, as in ST-Adapter Table 1.
-    pub fn validate(&self) -> Result<(), String> {
-        let ok = matches!(
+    /// Whether the protocol applies to the architecture, as in ST-Adapter Table 1.
+    fn pairing_ok(&self) -> bool {
+        matches!(
             (self.arch, self.tuning),
             (_, Tuning::Full)
                 | (Arch::Sa | Arch::SaTa, Tuning::Partial)
@@ -150,15 +154,24 @@ impl BenchmarkCfg {
                     Arch::Sa,
                     Tuning::Prompt { .. } | Tuning::AttentionalPooling | Tuning::LinearProbe | Tuning::Adapter { .. },
                 )
-        );
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{:?} does not apply to {:?} (ST-Adapter Table 1 pairs them differently)",
-                self.tuning, self.arch
-            ))
+        )
+    }
+}
+
+impl Validate for BenchmarkCfg {
+    /// The encoder, the head, and that the protocol applies to the architecture, as in ST-Adapter
+    /// Table 1.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.clip.validate().map_err(|e| e.within("clip"))?;
+        validate_head(self.num_classes, self.frames)?;
+        match self.tuning {
+            Tuning::Prompt { tokens } => ensure_count(tokens, "tuning.Prompt.tokens", 1024)?,
+            Tuning::Adapter { width } => ensure_count(width, "tuning.Adapter.width", 1 << 14)?,
+            _ => {}
         }
+        ensure(self.pairing_ok(), "tuning", || {
+            format!("{:?} does not apply to {:?} (ST-Adapter Table 1 pairs them differently)", self.tuning, self.arch)
+        })
     }
 }
 
@@ -240,8 +253,13 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Benchmark<C, E, D> {
 
 impl BenchmarkCfg {
     /// Builds the model with the protocol's trainable set.
-    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(&self, dev: &D, init: &mut Init) -> Benchmark<C, E, D> {
-        self.validate().expect("invalid baseline");
+    /// An invalid config is an error naming the field.
+    pub fn build<const C: usize, E: Real, D: KitDevice<E>>(
+        &self,
+        dev: &D,
+        init: &mut Init,
+    ) -> Result<Benchmark<C, E, D>, ConfigError> {
+        self.validate()?;
         let clip = &self.clip;
         let prompts = match self.tuning {
             Tuning::Prompt { tokens } => tokens,
@@ -291,7 +309,7 @@ impl BenchmarkCfg {
                 prompts_in: if i == 0 { 0 } else { prompts },
                 adapter,
             }
-        });
+        })?;
         backbone.temporal_on_cls = false;
         let temporal_head = (self.arch == Arch::SaTs).then(|| TemporalHead {
             cls: param(dev, (Const::<C>,), init.normal(C, 0.02), false),
@@ -302,7 +320,7 @@ impl BenchmarkCfg {
         let mut m =
             Benchmark { backbone, temporal_head, attn_pool, fc: head(dev, init, self.num_classes, 0.02), dropout: 0.5 };
         set_trainable(&mut m, |k| self.is_trainable(k));
-        m
+        Ok(m)
     }
 
     /// Parameters and multiply-adds per view, line by line.

@@ -1,9 +1,25 @@
 //! Writes the book's generated assets: the SVG figures (book/src/figures/) and the page of every
-//! published figure that does not reproduce (book/src/generated/discrepancies.md). tests/book.rs
-//! checks both are current.
+//! published figure that does not reproduce (book/src/generated/discrepancies.md), under the
+//! working directory (the root of a checkout). tests/book.rs checks both are current.
 
-fn main() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+use clap::Parser;
+
+/// Write the book's generated figures and pages under book/src/ of the working directory (run it
+/// from the root of a video-adapters checkout).
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {}
+
+fn main() {
+    Args::parse();
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let root = video_adapters::repro::book_src_dir()?;
     std::fs::create_dir_all(root.join("figures"))?;
     for (name, svg) in video_adapters::figures::all()? {
         std::fs::write(root.join("figures").join(&name), svg)?;
@@ -12,5 +28,9 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("generated"))?;
     std::fs::write(root.join("generated/discrepancies.md"), video_adapters::repro::discrepancies_markdown()?)?;
     eprintln!("wrote generated/discrepancies.md");
+    std::fs::write(root.join("generated/tables_summary.md"), video_adapters::repro::tables_summary_markdown()?)?;
+    eprintln!("wrote generated/tables_summary.md");
+    std::fs::write(root.join("generated/measured_tables.md"), video_adapters::repro::measured_markdown()?)?;
+    eprintln!("wrote generated/measured_tables.md");
     Ok(())
 }

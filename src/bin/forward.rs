@@ -6,15 +6,20 @@
 //!         --clip ViT-B-16.visual.safetensors --checkpoint st_adapter_k400.safetensors \
 //!         --input clip.safetensors --output logits.safetensors
 //! ```
+//!
+//! Every input is checked before the forward pass: the config (unknown fields, values), the
+//! weights (keys, shapes, dtypes, finite values), the video (shape against the config, finite
+//! values); and the logits after it (finite). Errors name the file, the field, key or flag.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
 use dfdx::prelude::*;
 use video_adapters::clip::weights::{is_clip_key, read_all, write_safetensors, KeyMap, NamedTensor};
 use video_adapters::init::Init;
+use video_adapters::input::{check_finite, InputError};
 use video_adapters::registry::ModelCfg;
 use video_adapters::Ctx;
 
@@ -26,19 +31,25 @@ struct Args {
     #[arg(long)]
     model: PathBuf,
     /// A complete state dict under the model's own keys (every parameter; strict).
-    #[arg(long, conflicts_with_all = ["clip", "checkpoint"])]
+    #[arg(long, conflicts_with_all = ["clip", "clip_prefix", "checkpoint", "checkpoint_replaces_clip"])]
     weights: Option<PathBuf>,
     /// OpenAI CLIP weights for the frozen encoder (see scripts/convert_clip.py); the model's new
     /// parameters (adapters, head) keep their initial values unless --checkpoint gives them.
     #[arg(long)]
     clip: Option<PathBuf>,
-    /// Key prefix of the encoder inside the --clip file ("visual." for a whole CLIP checkpoint).
-    #[arg(long, default_value = "")]
-    clip_prefix: String,
-    /// A checkpoint of the non-CLIP parameters (adapters, head) under the model's keys, e.g. a
-    /// released ST-Adapter checkpoint converted by scripts/convert_checkpoint.py.
+    /// Key prefix of the encoder inside the --clip file ("visual." for a whole CLIP checkpoint);
+    /// none by default.
+    #[arg(long, requires = "clip")]
+    clip_prefix: Option<String>,
+    /// A checkpoint of the trained parameters (adapters, head, …) under the model's keys, e.g. a
+    /// released ST-Adapter checkpoint converted by scripts/convert_checkpoint.py. It may not hold
+    /// frozen encoder weights (they come from --clip) unless --checkpoint-replaces-clip.
     #[arg(long, requires = "clip")]
     checkpoint: Option<PathBuf>,
+    /// Let --checkpoint replace frozen encoder weights loaded from --clip (a checkpoint of a fully
+    /// fine-tuned model, say); each replaced tensor is counted on stderr.
+    #[arg(long, requires = "checkpoint")]
+    checkpoint_replaces_clip: bool,
     /// Input safetensors holding the video (B, 3, T, H, W), normalised as the model expects.
     #[arg(long)]
     input: PathBuf,
@@ -61,27 +72,76 @@ fn main() {
 }
 
 fn run(a: Args) -> anyhow::Result<()> {
+    if a.output.is_dir() {
+        // refused before the work, not after it
+        return Err(InputError::unusable(
+            &a.output,
+            "--output names a directory; give a file name, e.g. logits.safetensors",
+        )
+        .into());
+    }
     let cfg = ModelCfg::from_ron_file(&a.model)?;
     let dev = Cpu::default();
-    let mut model = cfg.build(&dev, &mut Init::seeded(0))?;
+    let mut model =
+        cfg.build(&dev, &mut Init::seeded(0)).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
     let encoder = cfg.encoder_prefix();
+    // the model's parameters that a CLIP checkpoint does not have (adapters, heads, …)
+    let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
     match (&a.weights, &a.clip) {
         (Some(w), _) => {
-            model.load(w, &KeyMap::identity(), &|_| false)?;
+            if let Err(mut e) = model.load(w, &KeyMap::identity(), &|_| false) {
+                if let InputError::Weights(w) = &mut e {
+                    if w.unexpected.is_empty() && w.mismatched.is_empty() && w.missing.iter().all(|(k, _)| new(k)) {
+                        w.hints.push(
+                            "the file has the encoder but none of the missing parameters, which CLIP does not have (adapters, head): give it with --clip, and the trained parameters with --checkpoint".into(),
+                        );
+                    }
+                }
+                return Err(e.into());
+            }
         }
         (None, Some(clip)) => {
             let map = KeyMap {
                 model_prefix: encoder.into(),
-                file_prefix: a.clip_prefix.clone(),
+                file_prefix: a.clip_prefix.clone().unwrap_or_default(),
                 ignore: vec!["proj".into()],
             };
-            let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
             let r = model.load(clip, &map, &new)?;
+            let not_clip: Vec<&str> = r.loaded.iter().filter(|k| new(k)).map(|k| k.as_str()).collect();
+            if !not_clip.is_empty() {
+                bail!(
+                    "{}: --clip holds {} tensors that are not CLIP's image encoder (e.g. {}): a complete state dict goes in with --weights, trained parameters with --checkpoint",
+                    clip.display(),
+                    not_clip.len(),
+                    not_clip.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                );
+            }
             eprintln!("loaded {} CLIP tensors ({:?}) from {}", r.loaded.len(), r.dtypes, clip.display());
             match &a.checkpoint {
                 Some(ck) => {
+                    // the model's frozen parameters come from --clip; a checkpoint that holds some
+                    // of them would silently replace them
+                    let frozen: BTreeSet<String> =
+                        model.params().into_iter().filter(|p| !p.trainable).map(|p| p.key).collect();
                     let r = model.load(ck, &KeyMap::identity(), &|k: &str| !new(k))?;
+                    let replaced: Vec<&String> = r.loaded.iter().filter(|k| frozen.contains(*k)).collect();
+                    if !replaced.is_empty() && !a.checkpoint_replaces_clip {
+                        let some: Vec<&str> = replaced.iter().take(5).map(|k| k.as_str()).collect();
+                        bail!(
+                            "{}: --checkpoint holds {} frozen encoder tensors that would replace the --clip weights (e.g. {}{}); give --checkpoint-replaces-clip if that is meant (a fully fine-tuned model), or remove them from the checkpoint",
+                            ck.display(),
+                            replaced.len(),
+                            some.join(", "),
+                            if replaced.len() > 5 { ", …" } else { "" }
+                        );
+                    }
                     eprintln!("loaded {} checkpoint tensors from {}", r.loaded.len(), ck.display());
+                    if !replaced.is_empty() {
+                        eprintln!(
+                            "warning: {} of them replace --clip weights (--checkpoint-replaces-clip)",
+                            replaced.len()
+                        );
+                    }
                 }
                 None => {
                     eprintln!("warning: no --checkpoint: {} new parameters keep their initial values", r.kept.len())
@@ -91,24 +151,29 @@ fn run(a: Args) -> anyhow::Result<()> {
         (None, None) => bail!("give --weights, or --clip (and usually --checkpoint)"),
     }
     let input = read_all(&a.input)?;
-    let (shape, values) = input.get(&a.key).with_context(|| {
-        format!("{} has no tensor `{}` (it has {:?})", a.input.display(), a.key, input.keys().collect::<Vec<_>>())
-    })?;
-    if shape.len() != 5 || shape[1] != 3 {
-        bail!("`{}` in {} has shape {shape:?}; expected (B, 3, T, H, W)", a.key, a.input.display());
-    }
-    let res = cfg.clip().input_resolution;
-    if shape[3] != res || shape[4] != res {
-        bail!("frames are {}x{}; the model was configured for {res}x{res}", shape[3], shape[4]);
-    }
+    let Some((shape, values)) = input.get(&a.key) else {
+        let have: Vec<&String> = input.keys().collect();
+        return Err(
+            InputError::tensor(&a.input, &a.key, format!("no such tensor (--key); the file has {have:?}")).into()
+        );
+    };
+    cfg.check_input(shape).map_err(|e| InputError::tensor(&a.input, &a.key, e.to_string()))?;
+    check_finite(&a.input, &a.key, shape, values)?;
     let video = dev.tensor_from_vec(
         values.iter().map(|v| *v as f32).collect(),
         (shape[0], Const::<3>, shape[2], shape[3], shape[4]),
     );
     let mut ctx = if a.taps { Ctx::eval().recording() } else { Ctx::eval() };
     let logits = model.logits(&video, &mut ctx);
-    let mut out =
-        vec![NamedTensor { name: "logits".into(), shape: logits.shape().concrete().into(), values: logits.as_vec() }];
+    let values = logits.as_vec();
+    if let Some((i, v)) = video_adapters::input::first_non_finite(&values) {
+        let shape: Vec<usize> = logits.shape().concrete().into();
+        bail!(
+            "the logits hold non-finite values (the first is {v} at {}), although the input and the weights are finite: the activations overflow f32 (inputs far outside the normalised range?)",
+            video_adapters::input::Index(i, &shape)
+        );
+    }
+    let mut out = vec![NamedTensor { name: "logits".into(), shape: logits.shape().concrete().into(), values }];
     if a.taps {
         for (name, t) in ctx.taps() {
             if name != "logits" {

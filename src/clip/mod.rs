@@ -9,6 +9,8 @@ pub mod weights;
 
 use serde::{Deserialize, Serialize};
 
+use crate::input::{ensure, ensure_count, ConfigError, Validate};
+
 pub use vit::{Block, ClipBlock, FrameBaseline, Mlp, ResidualAttentionBlock, Transformer, Video, VisionTransformer};
 
 /// The activation inside the transformer MLP.
@@ -24,6 +26,7 @@ pub enum MlpAct {
 /// Shape of a ViT image encoder. Presets: [`ClipCfg::vit_b16`], [`ClipCfg::vit_l14`],
 /// [`ClipCfg::tiny`]; [`ClipCfg::in21k_vit_b16`] for the ImageNet-21K rows of the tables.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClipCfg {
     pub input_resolution: usize,
     pub patch_size: usize,
@@ -117,26 +120,37 @@ impl ClipCfg {
         }
     }
 
-    /// Checks the arithmetic the encoder relies on; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || !self.input_resolution.is_multiple_of(self.patch_size) {
-            return Err(format!(
-                "input_resolution {} is not a multiple of patch_size {}",
+    /// The most patches per side the kit builds (4097 tokens per frame: 1024 px at patch 16).
+    pub const MAX_GRID: usize = 64;
+}
+
+impl Validate for ClipCfg {
+    /// Checks the arithmetic the encoder relies on (the patch divides the resolution, the heads
+    /// divide the width) and sane sizes; the error names the field.
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure_count(self.patch_size, "patch_size", 1 << 12)?;
+        ensure_count(self.input_resolution, "input_resolution", Self::MAX_GRID * self.patch_size)?;
+        ensure(self.input_resolution.is_multiple_of(self.patch_size), "input_resolution", || {
+            format!(
+                "{} is not a multiple of patch_size {} (the frames are cut into whole patches)",
                 self.input_resolution, self.patch_size
-            ));
-        }
-        if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
-            return Err(format!("width {} is not a multiple of heads {}", self.width, self.heads));
-        }
-        if self.layers == 0 {
-            return Err("layers must be at least 1".into());
-        }
-        Ok(())
+            )
+        })?;
+        ensure_count(self.width, "width", 1 << 14)?;
+        ensure_count(self.heads, "heads", self.width)?;
+        ensure(self.width.is_multiple_of(self.heads), "heads", || {
+            format!(
+                "width {} is not a multiple of heads {} (each head takes width / heads channels)",
+                self.width, self.heads
+            )
+        })?;
+        ensure_count(self.layers, "layers", 256)
     }
 }
 
 /// Which blocks of the encoder carry a method's additions (adapters, temporal attention …).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Blocks {
     /// The last n blocks: the official `adapter_layers` (`i >= layers - adapter_layers`).
     Last(usize),
@@ -149,6 +163,31 @@ impl Blocks {
         match self {
             Blocks::Last(n) => i + n >= layers,
             Blocks::List(v) => v.contains(&i),
+        }
+    }
+
+    /// Every block named exists in a `layers`-block encoder, once: `Last(5)` or `List([7])` on a
+    /// 2-layer encoder is an error, not a model without additions. The error names `field`.
+    pub fn validate(&self, layers: usize, field: &str) -> Result<(), ConfigError> {
+        match self {
+            Blocks::Last(n) => ensure(*n <= layers, field, || {
+                format!("Last({n}) asks for the last {n} blocks, but the encoder has {layers} (`clip.layers`)")
+            }),
+            Blocks::List(v) => {
+                if let Some(i) = v.iter().find(|i| **i >= layers) {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "List names block {i}, but the encoder has blocks 0 to {} (`clip.layers` = {layers})",
+                            layers.saturating_sub(1)
+                        ),
+                    ));
+                }
+                match v.iter().enumerate().find(|(j, i)| v[..*j].contains(i)) {
+                    Some((_, i)) => Err(ConfigError::new(field, format!("List names block {i} twice"))),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

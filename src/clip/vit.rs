@@ -20,6 +20,7 @@ use crate::context::Ctx;
 use crate::count::{layer_norm_macs, layer_norm_params, linear_macs, linear_params, Breakdown};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
+use crate::input::{ConfigError, Validate};
 use crate::ops::attention::MultiheadAttention;
 use crate::ops::{self, layer_norm::LayerNorm, promote, Grid, Linear, SeqAxis};
 use crate::param::{param_list, Param, Params};
@@ -189,20 +190,21 @@ pub struct VisionTransformer<const C: usize, B, E: Dtype, D: Storage<E>> {
 // ANCHOR: vit_forward
 impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransformer<C, B, E, D> {
     /// Builds the encoder with CLIP's shapes (values from `init`; load real weights over them).
-    /// All encoder parameters start frozen; `block(i, init)` builds block i.
+    /// All encoder parameters start frozen; `block(i, init)` builds block i. An invalid config,
+    /// or one whose width is not `C`, is an error naming the field.
     pub fn build(
         cfg: &ClipCfg,
         dev: &D,
         init: &mut Init,
         temporal_frames: Option<usize>,
         mut block: impl FnMut(usize, &mut Init) -> B,
-    ) -> Self {
-        assert_eq!(cfg.width, C, "ClipCfg width {} built as width {C}", cfg.width);
-        cfg.validate().expect("invalid ClipCfg");
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        crate::input::ensure(cfg.width == C, "width", || format!("{} built as a width-{C} model", cfg.width))?;
         let (p, l) = (cfg.patch_size, cfg.tokens());
         let scale = (C as f64).powf(-0.5);
         let conv_in = 3 * p * p;
-        Self {
+        Ok(Self {
             conv1: Linear {
                 weight: Param::stored_as(
                     tensor(dev, init.torch_linear(C, conv_in).into_iter().map(E::of).collect(), (Const::<C>, conv_in)),
@@ -222,9 +224,10 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
             transformer: Transformer { resblocks: (0..cfg.layers).map(|i| block(i, init)).collect() },
             ln_post: layer_norm(dev),
             cfg: cfg.clone(),
-        }
+        })
     }
 
+    // ANCHOR: encoder_forward
     /// The frame tokens after the last block: (B·T, L, C), and the video's grid.
     ///
     /// With `T = OwnedTape` (training) the stream stays untraced up to the first stage that reads a
@@ -259,6 +262,7 @@ impl<const C: usize, B: Block<C, E, D>, E: Real, D: KitDevice<E>> VisionTransfor
             || trains(&self.temporal_embedding)
             || trains(&self.ln_pre)
     }
+    // ANCHOR_END: encoder_forward
 
     /// `ln_pre([class_embedding; conv1(patches)] + positional_embedding (+ temporal_embedding[t]))`.
     fn embed<T: Tape<E, D>>(
@@ -440,10 +444,11 @@ pub type FrameBaseline<const C: usize, E, D> = FrameClassifier<C, ResidualAttent
 
 impl<const C: usize, E: Real, D: KitDevice<E>> FrameBaseline<C, E, D> {
     /// The baseline with a frozen encoder and a trainable `fc` (std 0.02 normal, zero bias, as the
-    /// ST-Adapter code initialises it).
-    pub fn build(cfg: &ClipCfg, num_classes: usize, dev: &D, init: &mut Init) -> Self {
-        let backbone = VisionTransformer::build(cfg, dev, init, None, |_, init| clip_block(cfg, dev, init));
-        Self { backbone, fc: head(dev, init, num_classes, 0.02), dropout: 0.5 }
+    /// ST-Adapter code initialises it). An invalid config is an error naming the field.
+    pub fn build(cfg: &ClipCfg, num_classes: usize, dev: &D, init: &mut Init) -> Result<Self, ConfigError> {
+        crate::input::ensure_count(num_classes, "num_classes", 1 << 20)?;
+        let backbone = VisionTransformer::build(cfg, dev, init, None, |_, init| clip_block(cfg, dev, init))?;
+        Ok(Self { backbone, fc: head(dev, init, num_classes, 0.02), dropout: 0.5 })
     }
 }
 

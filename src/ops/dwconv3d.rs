@@ -16,6 +16,7 @@ use super::Grid;
 
 /// A kernel shape kT × kH × kW (odd sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Kernel3 {
     pub t: usize,
     pub h: usize,
@@ -31,6 +32,13 @@ impl Kernel3 {
     }
     pub fn is_odd(&self) -> bool {
         self.t % 2 == 1 && self.h % 2 == 1 && self.w % 2 == 1
+    }
+    /// Every size odd (the op pads by k/2 on each side, as the official `padding = k // 2`,
+    /// which keeps the grid only for odd sizes) and at most 63; the error names `field`.
+    pub fn validate(&self, field: &str) -> Result<(), crate::input::ConfigError> {
+        crate::input::ensure(self.is_odd() && [self.t, self.h, self.w].iter().all(|k| *k <= 63), field, || {
+            format!("kernel {self}: every size must be odd, from 1 to 63 (the conv pads k/2 on each side)")
+        })
     }
 }
 
@@ -184,55 +192,41 @@ where
             })?;
             if let Some(dw) = &dw {
                 let xv = host(x_kept.as_ref().expect("input kept for the weight gradient"));
-                let acc = (0..frames)
-                    .into_par_iter()
-                    .fold(
-                        || vec![E::zero(); taps * ch],
-                        |mut acc, bt| {
-                            let (b, t) = (bt / grid.t, bt % grid.t);
-                            for h in 0..grid.h {
-                                for w in 0..grid.w {
-                                    let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
-                                    for (tap, i, j, k) in geo.taps() {
-                                        if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
-                                            let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
-                                            let ar = &mut acc[tap * ch..][..ch];
-                                            for c in 0..ch {
-                                                ar[c] += gyr[c] * xr[c];
-                                            }
+                // one frame per block: the per-tap sums do not depend on scheduling
+                let acc = super::ordered_sum(frames, 1, taps * ch, |bts, acc: &mut [E]| {
+                    for bt in bts {
+                        let (b, t) = (bt / grid.t, bt % grid.t);
+                        for h in 0..grid.h {
+                            for w in 0..grid.w {
+                                let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
+                                for (tap, i, j, k) in geo.taps() {
+                                    if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
+                                        let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
+                                        let ar = &mut acc[tap * ch..][..ch];
+                                        for c in 0..ch {
+                                            ar[c] += gyr[c] * xr[c];
                                         }
                                     }
                                 }
                             }
-                            acc
-                        },
-                    )
-                    .reduce(|| vec![E::zero(); taps * ch], add_vecs);
+                        }
+                    }
+                });
                 let acc = transpose(&acc, taps, ch); // back to (ch, taps)
                 dev.update(grads.get_or_alloc_mut(dw)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
             }
             if let Some(db) = &db {
-                let sums = gy
-                    .par_chunks(ch)
-                    .fold(
-                        || vec![E::zero(); ch],
-                        |mut a, r| {
-                            a.iter_mut().zip(r).for_each(|(u, v)| *u += *v);
-                            a
-                        },
-                    )
-                    .reduce(|| vec![E::zero(); ch], add_vecs);
+                let sums = super::ordered_sum(gy.len() / ch, 256, ch, |rows, a: &mut [E]| {
+                    for r in rows {
+                        a.iter_mut().zip(&gy[r * ch..(r + 1) * ch]).for_each(|(u, v)| *u += *v);
+                    }
+                });
                 dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
             }
             Ok(())
         });
     }
     y.put_tape(tape)
-}
-
-fn add_vecs<E: Real>(mut a: Vec<E>, b: Vec<E>) -> Vec<E> {
-    a.iter_mut().zip(&b).for_each(|(u, v)| *u += *v);
-    a
 }
 
 /// (rows, cols) row-major → (cols, rows) row-major.

@@ -95,8 +95,14 @@ where
                 })?;
             }
             if let (Some(wp), Some(values)) = (&w_param, &values) {
-                let dw: Vec<E> =
-                    values.iter().map(|tv| tv.par_iter().zip(gy.par_iter()).map(|(a, b)| *a * *b).sum()).collect();
+                let dw: Vec<E> = values
+                    .iter()
+                    .map(|tv| {
+                        super::ordered_sum(tv.len(), CHUNK, 1, |r, acc: &mut [E]| {
+                            acc[0] = tv[r.clone()].iter().zip(&gy[r]).map(|(a, b)| *a * *b).sum();
+                        })[0]
+                    })
+                    .collect();
                 dev.update(grads.get_or_alloc_mut(wp)?, |g| g.iter_mut().zip(&dw).for_each(|(u, v)| *u += *v))?;
             }
             Ok(())

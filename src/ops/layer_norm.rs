@@ -161,25 +161,15 @@ pub(crate) fn ln_backward<E: Real>(
         .zip(xv.par_chunks(n * c))
         .zip(stats.par_chunks(2 * n))
         .for_each(|(((gx, gy), x), st)| ln_backward_rows(x, c, st, gamma, gy, gx));
+    // Fixed blocks summed in block order (`ordered_sum`): the same bits for any thread count.
     want_params.then(|| {
-        gy.par_chunks(n * c)
-            .zip(xv.par_chunks(n * c))
-            .zip(stats.par_chunks(2 * n))
-            .fold(
-                || (vec![E::zero(); c], vec![E::zero(); c]),
-                |(mut dg, mut db), ((gy, x), st)| {
-                    ln_param_grads_rows(x, c, st, gy, &mut dg, &mut db);
-                    (dg, db)
-                },
-            )
-            .reduce(
-                || (vec![E::zero(); c], vec![E::zero(); c]),
-                |(mut a, mut b), (c2, d2)| {
-                    add_assign(&mut a, &c2);
-                    add_assign(&mut b, &d2);
-                    (a, b)
-                },
-            )
+        let sums = super::ordered_sum(gy.len() / c, n, 2 * c, |rows, acc: &mut [E]| {
+            let (dg, db) = acc.split_at_mut(c);
+            let (x, gy) = (&xv[rows.start * c..rows.end * c], &gy[rows.start * c..rows.end * c]);
+            ln_param_grads_rows(x, c, &stats[2 * rows.start..2 * rows.end], gy, dg, db);
+        });
+        let (dg, db) = sums.split_at(c);
+        (dg.to_vec(), db.to_vec())
     })
 }
 

@@ -122,23 +122,12 @@ pub(crate) fn affine<E: Real>(
 
 /// The sums over rows of `g` (rows, n): a bias gradient.
 pub(crate) fn column_sums<E: Real>(g: &[E], n: usize) -> Vec<E> {
-    g.par_chunks(rows_per_task(n) * n)
-        .fold(
-            || vec![E::zero(); n],
-            |mut acc, ch| {
-                for row in ch.chunks_exact(n) {
-                    add_assign(&mut acc, row);
-                }
-                acc
-            },
-        )
-        .reduce(
-            || vec![E::zero(); n],
-            |mut a, b| {
-                add_assign(&mut a, &b);
-                a
-            },
-        )
+    // Fixed blocks summed in block order (`ordered_sum`): the same bits for any thread count.
+    super::ordered_sum(g.len() / n.max(1), rows_per_task(n), n, |rows, acc: &mut [E]| {
+        for row in g[rows.start * n..rows.end * n].chunks_exact(n) {
+            add_assign(acc, row);
+        }
+    })
 }
 
 /// `gW += gyᵀ·x`: gW (n_out, n_in), gy (rows, n_out), x (rows, n_in). Counted in [`stats`].

@@ -11,7 +11,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{Report, Spec};
+use super::engine::{Column, Kind, Report, Spec, Value};
 use super::published::Cell;
 use crate::clip::vit::Video;
 use crate::context::Ctx;
@@ -29,6 +29,7 @@ pub enum Measure {
 
 /// What a child process reports for one row.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Measured {
     /// Median seconds: training step, or inference latency (batch 1).
     pub seconds: f64,
@@ -197,6 +198,19 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
             })
         })
         .collect();
+    apply_measurements(kind, spec, rep, measured, reps)
+}
+
+/// Appends the measured columns (and the published ratios) to a report, from one measurement per
+/// row (`None` for reference rows).
+pub fn apply_measurements(
+    kind: Measure,
+    spec: &Spec,
+    rep: &mut Report,
+    measured: Vec<Option<Measured>>,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let table = super::published::load(spec.paper, spec.file)?;
     // the reference row for ratios: the last computed row (the papers' method row in every cost table)
     let Some(ref_i) = measured.iter().rposition(|m| m.is_some()) else { return Ok(()) };
     let reference = measured[ref_i].clone().unwrap();
@@ -210,8 +224,8 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
         _ => ("time", "mem"),
     };
     let ratio = |v: Option<f64>, r: Option<f64>| match (v, r) {
-        (Some(v), Some(r)) if r != 0.0 => format!("{:.2}", v / r),
-        _ => "—".into(),
+        (Some(v), Some(r)) if r != 0.0 => Some(v / r),
+        _ => None,
     };
     let label = &table.rows[ref_i].label;
     // training only: the counted weight and optimizer state of each row, and what the peak adds to it
@@ -221,66 +235,50 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
         .map(|r| (spec.ours)(r).map(|o| o.model.breakdown()).map(|b| training_state_mib(b.params(), b.trainable())))
         .collect();
     let rest = |i: usize| Some(measured[i].as_ref()?.peak_mb - state[i]?);
-    match kind {
-        Measure::Training => rep.header.extend([
-            "step s (here)".into(),
-            format!("time ÷ {label} (here)"),
-            format!("time ÷ {label} (pub)"),
-            "peak MB (here)".into(),
-            format!("mem ÷ {label} (here)"),
-            format!("mem ÷ {label} (pub)"),
-            "weights + optimizer MB (counted)".into(),
-            "peak − that MB (here)".into(),
-            format!("peak − that ÷ {label} (here)"),
-        ]),
-        Measure::Inference => rep.header.extend([
-            "latency ms (here)".into(),
-            format!("latency ÷ {label} (here)"),
-            format!("latency ÷ {label} (pub)"),
-            format!("videos/s batch {INFER_BATCH} (here)"),
-            format!("throughput ÷ {label} (here)"),
-            format!("throughput ÷ {label} (pub)"),
-        ]),
-    }
-    for (i, row) in rep.rows.iter_mut().enumerate() {
-        let m = &measured[i];
-        let pub_time = ratio(pub_num(i, time_key), pub_num(ref_i, time_key));
-        let pub_mem = ratio(pub_num(i, mem_key), pub_num(ref_i, mem_key));
-        match (kind, m) {
-            (Measure::Training, Some(m)) => row.cells.extend([
-                format!("{:.2}", m.seconds),
-                ratio(Some(m.seconds), Some(reference.seconds)),
-                pub_time,
-                format!("{:.0}", m.peak_mb),
-                ratio(Some(m.peak_mb), Some(reference.peak_mb)),
-                pub_mem,
-                state[i].map_or("—".into(), |s| format!("{s:.0}")),
-                rest(i).map_or("—".into(), |r| format!("{r:.0}")),
-                ratio(rest(i), rest(ref_i)),
-            ]),
-            (Measure::Inference, Some(m)) => row.cells.extend([
-                format!("{:.0}", m.seconds * 1e3),
-                ratio(Some(m.seconds), Some(reference.seconds)),
-                pub_time,
-                format!("{:.3}", m.throughput.unwrap_or(f64::NAN)),
-                ratio(m.throughput, reference.throughput),
-                pub_mem,
-            ]),
-            (Measure::Training, None) => row.cells.extend([
-                "".into(),
-                "".into(),
-                pub_time,
-                "".into(),
-                "".into(),
-                pub_mem,
-                "".into(),
-                "".into(),
-                "".into(),
-            ]),
-            (Measure::Inference, None) => {
-                row.cells.extend(["".into(), "".into(), pub_time, "".into(), "".into(), pub_mem])
-            }
-        }
+    let n = table.rows.len();
+    // a measured column: blank for reference rows; `f` gives the number of a measured row
+    let here = |f: &dyn Fn(usize, &Measured) -> Option<f64>, decimals: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| match &measured[i] {
+                Some(m) => Value::Fixed { value: f(i, m), decimals },
+                None => Value::Blank,
+            })
+            .collect()
+    };
+    // a published ratio: every row that prints both figures
+    let published = |key: &str| -> Vec<Value> {
+        (0..n).map(|i| Value::Fixed { value: ratio(pub_num(i, key), pub_num(ref_i, key)), decimals: 2 }).collect()
+    };
+    let col = |h: String| Column::new(None, Kind::Measured(h));
+    let columns: Vec<(Column, Vec<Value>)> = match kind {
+        Measure::Training => vec![
+            (col("step s (here)".into()), here(&|_, m| Some(m.seconds), 2)),
+            (col(format!("time ÷ {label} (here)")), here(&|_, m| ratio(Some(m.seconds), Some(reference.seconds)), 2)),
+            (col(format!("time ÷ {label} (pub)")), published(time_key)),
+            (col("peak MB (here)".into()), here(&|_, m| Some(m.peak_mb), 0)),
+            (col(format!("mem ÷ {label} (here)")), here(&|_, m| ratio(Some(m.peak_mb), Some(reference.peak_mb)), 2)),
+            (col(format!("mem ÷ {label} (pub)")), published(mem_key)),
+            (col("weights + optimizer MB (counted)".into()), here(&|i, _| state[i], 0)),
+            (col("peak − that MB (here)".into()), here(&|i, _| rest(i), 0)),
+            (col(format!("peak − that ÷ {label} (here)")), here(&|i, _| ratio(rest(i), rest(ref_i)), 2)),
+        ],
+        Measure::Inference => vec![
+            (col("latency ms (here)".into()), here(&|_, m| Some(m.seconds * 1e3), 0)),
+            (
+                col(format!("latency ÷ {label} (here)")),
+                here(&|_, m| ratio(Some(m.seconds), Some(reference.seconds)), 2),
+            ),
+            (col(format!("latency ÷ {label} (pub)")), published(time_key)),
+            (
+                col(format!("videos/s batch {INFER_BATCH} (here)")),
+                here(&|_, m| Some(m.throughput.unwrap_or(f64::NAN)), 3),
+            ),
+            (col(format!("throughput ÷ {label} (here)")), here(&|_, m| ratio(m.throughput, reference.throughput), 2)),
+            (col(format!("throughput ÷ {label} (pub)")), published(mem_key)),
+        ],
+    };
+    for (column, cells) in columns {
+        rep.push_column(column, cells);
     }
     rep.notes.push((
         "measured".into(),

@@ -1,13 +1,19 @@
 //! Published tables as data: `fixtures/published/<paper>/<table>.ron`, transcribed from the papers
 //! with their provenance. Published numbers live here and only here; the code computes "ours".
+//!
+//! The files are embedded in the library when it is built (`build.rs`), so the binaries need no
+//! checkout at run time; [`Published::load`] reads a table from any path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::input::InputError;
+
 /// One published table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Published {
     /// "ST-Adapter", "AIM" or "MST-Adapter".
     pub paper: String,
@@ -32,6 +38,7 @@ pub struct Published {
 
 /// A column of the printed table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Column {
     /// Key used by the rows' `cells`, e.g. "top1", "gflops", "tunable_params".
     pub key: String,
@@ -51,6 +58,7 @@ pub struct Column {
 
 /// A printed row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Row {
     /// Stable id, unique in the table, e.g. "st_vit_b16_8x3x1".
     pub id: String,
@@ -78,6 +86,7 @@ pub enum Cell {
 /// computed value differs from the published one in those cells (the reproduction marks them
 /// "✗ <id>").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Note {
     pub id: String,
     /// Row ids (empty: the whole table).
@@ -106,30 +115,47 @@ impl Published {
             .find(|n| n.columns.iter().any(|c| c == column) && (n.rows.is_empty() || n.rows.iter().any(|r| r == row)))
     }
 
-    /// Reads and checks a table: unique row ids, cells only in declared columns, notes pointing to
-    /// existing rows. Errors name the file and the offending id.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let t: Published = ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut ids = std::collections::BTreeSet::new();
-        for r in &t.rows {
+    /// Reads and checks a table from a file (see [`Published::parse`]).
+    pub fn load(path: &Path) -> Result<Self, InputError> {
+        Self::parse(&crate::input::read_text(path)?, path)
+    }
+
+    /// Parses and checks a table read from `origin`: unknown fields refused, unique row ids, cells
+    /// only in declared columns, notes pointing to existing rows. Errors name the file and the
+    /// offending field or id.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, InputError> {
+        let t: Published = crate::input::parse_ron(text, origin)?;
+        let bad = |field: String, message: String| Err(InputError::invalid(origin, field, message));
+        let mut ids = BTreeSet::new();
+        for (i, r) in t.rows.iter().enumerate() {
             if !ids.insert(&r.id) {
-                anyhow::bail!("{}: duplicate row id `{}`", path.display(), r.id);
+                return bad(format!("rows[{i}].id"), format!("duplicate row id `{}`", r.id));
             }
             for k in r.cells.keys() {
                 if t.column(k).is_none() {
-                    anyhow::bail!("{}: row `{}` has a cell for undeclared column `{k}`", path.display(), r.id);
+                    return bad(
+                        format!("rows[{i}].cells"),
+                        format!("row `{}` has a cell for undeclared column `{k}`", r.id),
+                    );
                 }
             }
         }
-        let mut note_ids = std::collections::BTreeSet::new();
-        for n in &t.notes {
+        let mut note_ids = BTreeSet::new();
+        for (i, n) in t.notes.iter().enumerate() {
             if !note_ids.insert(&n.id) {
-                anyhow::bail!("{}: duplicate note id `{}`", path.display(), n.id);
+                return bad(format!("notes[{i}].id"), format!("duplicate note id `{}`", n.id));
             }
             for r in &n.rows {
                 if t.row(r).is_none() {
-                    anyhow::bail!("{}: note `{}` refers to unknown row `{r}`", path.display(), n.id);
+                    return bad(format!("notes[{i}].rows"), format!("note `{}` refers to unknown row `{r}`", n.id));
+                }
+            }
+            for c in &n.columns {
+                if t.column(c).is_none() {
+                    return bad(
+                        format!("notes[{i}].columns"),
+                        format!("note `{}` refers to unknown column `{c}`", n.id),
+                    );
                 }
             }
         }
@@ -137,12 +163,20 @@ impl Published {
     }
 }
 
-/// `fixtures/published` in this checkout.
-pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/published")
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/published.rs"));
 }
 
-/// Loads `fixtures/published/<paper>/<table>.ron`.
-pub fn load(paper: &str, table: &str) -> anyhow::Result<Published> {
-    Published::load(&dir().join(paper).join(format!("{table}.ron")))
+/// Every embedded table as (paper, table): `fixtures/published/<paper>/<table>.ron` at build time.
+pub fn tables() -> Vec<(&'static str, &'static str)> {
+    embedded::FILES.iter().map(|(p, t, _)| (*p, *t)).collect()
+}
+
+/// The embedded table `fixtures/published/<paper>/<table>.ron`.
+pub fn load(paper: &str, table: &str) -> Result<Published, InputError> {
+    let origin = PathBuf::from(format!("fixtures/published/{paper}/{table}.ron"));
+    match embedded::FILES.iter().find(|(p, t, _)| *p == paper && *t == table) {
+        Some((_, _, text)) => Published::parse(text, &origin),
+        None => Err(InputError::unusable(&origin, "no such published table was embedded when the kit was built")),
+    }
 }

@@ -312,9 +312,9 @@ pub fn table12_ucf_hmdb() -> Spec {
 /// Table 8: the default recipe, field by field: the model fields from our model presets, the
 /// training fields from our recipe presets (src/recipe.rs).
 pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engine::Report> {
-    use super::engine::{OutRow, Report};
-    use super::published::Cell;
-    use crate::recipe::{Recipe, Resize, Sampling};
+    use super::engine::{Column, Kind, Mark, OutRow, Report, Value};
+    use crate::recipe::Recipe;
+    use crate::video::{Sampling, TrainPipeline};
     let table = super::published::load("st_adapter", "table8_recipe")?;
     let settings: [(&str, StAdapterCfg, Recipe); 4] = [
         ("k400_vit_b", StAdapterCfg::vit_b16_12x384(), Recipe::st_k400_vit_b()),
@@ -324,6 +324,9 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
     ];
     let ours = |row: &str, m: &StAdapterCfg, r: &Recipe| -> String {
         let mark = |b: bool| if b { "✓" } else { "✗" }.to_string();
+        let TrainPipeline::St { size, jitter, mirror, rand_augment, sampling } = r.train else {
+            return "—".into();
+        };
         match row {
             "num_adapters_per_block" => (m.num_adapters() / m.clip.layers).to_string(),
             "bottleneck_width" => m.adapter_width.to_string(),
@@ -333,59 +336,57 @@ pub fn table8_recipe(_args: &super::engine::Args) -> anyhow::Result<super::engin
             }
             "batch_size" => r.batch_size.to_string(),
             "training_steps" => format!("{}k", r.steps / 1000),
-            "training_resize" => match r.resize {
-                Resize::ShortSideJitter { min, max } => format!("ShortSideJitter {min} - {max}"),
-                Resize::RandomResizedCrop => "RandomResizedCrop".into(),
+            "training_resize" => match jitter {
+                Some((lo, hi)) => {
+                    let side = |f: f64| crate::video::sample::py_round(size as f64 * f);
+                    format!("ShortSideJitter {} - {}", side(lo), side(hi))
+                }
+                None => "RandomResizedCrop".into(),
             },
-            "crop_size" => r.crop.to_string(),
-            "frame_sampling_rate" => match &r.sampling {
-                Sampling::Stride { by_frames } => by_frames
-                    .iter()
-                    .map(|(f, s)| format!("{s} (for {f} frames per view)"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                Sampling::Uniform => "dynamic, evenly covering the whole video".into(),
+            "crop_size" => size.to_string(),
+            // the dense rate spans 128 frames whatever the clip length (8 × 16 = 16 × 8 = 32 × 4)
+            "frame_sampling_rate" => match sampling {
+                Sampling::StDense { frames, rate, .. } => {
+                    [8, 16, 32].map(|f| format!("{} (for {f} frames per view)", frames * rate / f)).join(" ")
+                }
+                _ => "dynamic, evenly covering the whole video".into(),
             },
-            "mirror" => mark(r.mirror),
-            "randaugment" => mark(r.rand_augment),
-            "num_testing_views" => format!("{} temporal × {} spatial", r.test_views.0, r.test_views.1),
+            "mirror" => mark(mirror),
+            "randaugment" => mark(rand_augment),
+            "num_testing_views" => {
+                let (t, s) = r.test_views();
+                format!("{t} temporal × {s} spatial")
+            }
             _ => "—".into(),
         }
     };
     let norm = |s: &str| s.replace(' ', "").replace("5e-4", "0.0005").replace("1e-2", "0.01").replace("5e-4", "0.0005");
-    let mut marks = (0, 0, 0);
-    let mut rows = Vec::new();
-    let mut header = vec!["setting".to_string()];
+    let mut columns = Vec::new();
     for (key, _, _) in &settings {
         let label = table.column(key).map_or(key.to_string(), |c| c.label.clone());
-        header.extend([format!("{label} pub"), format!("{label} ours"), "mark".into()]);
+        for kind in [Kind::Published, Kind::Ours, Kind::Mark] {
+            columns.push(Column::new(Some(&label), kind));
+        }
     }
+    let mut rows = Vec::new();
     for row in &table.rows {
         let mut cells = Vec::new();
         for (key, m, r) in &settings {
-            let published = match row.cells.get(*key) {
-                Some(Cell::Num(v)) => format!("{v}"),
-                Some(Cell::Text(t)) => t.clone(),
-                _ => "—".into(),
-            };
+            let published = Value::Printed(row.cells.get(*key).cloned());
             let o = ours(&row.id, m, r);
-            let ok = norm(&published) == norm(&o);
-            if ok {
-                marks.0 += 1
-            } else {
-                marks.1 += 1
-            }
-            cells.extend([published, o, if ok { "✓".into() } else { "✗ ?".into() }]);
+            let mark = if norm(&published.text()) == norm(&o) { Mark::Match } else { Mark::Mismatch(None) };
+            cells.extend([published, Value::Text(o), Value::Mark(mark)]);
         }
         rows.push(OutRow { id: row.id.clone(), label: row.label.clone(), group: None, cells });
     }
     Ok(Report {
         binary: "st_table8_recipe".into(),
-        title: format!("{} Table {} — {}", table.paper, table.table, table.caption),
+        table: format!("{} Table {}", table.paper, table.table),
+        caption: table.caption.clone(),
         source: format!("{} ({})", table.source, table.citation),
-        header,
+        row_header: "setting".into(),
+        columns,
         rows,
         notes: vec![("ours".into(), "Model fields from our presets (src/st_adapter.rs); training fields from our recipe presets (src/recipe.rs), which training runs read.".into())],
-        marks,
     })
 }

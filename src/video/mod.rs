@@ -5,6 +5,8 @@
 //! count into frame indices per view; transforms turn the sampled frames of a view into the
 //! (3, T, H, W) float tensor the models take.
 //!
+//! - `decode` (feature `video`): every frame of a file in presentation order, as the official loader
+//!   decodes it (PyAV; byte-identical RGB with the same ffmpeg);
 //! - [`sample`]: frame indices per view, test and training time (index-exact against the official code);
 //! - [`transform`]: the resize kernels (torch bicubic, cv2 bilinear), normalisations, crops, flip;
 //! - [`pipeline`]: the official test pipelines as presets ([`pipeline::Pipeline`]);
@@ -12,12 +14,16 @@
 //! - [`augment`]: RandAugment as ST-Adapter's SSv2 recipe runs it (PIL ops).
 
 pub mod augment;
+#[cfg(feature = "video")]
+pub mod decode;
 pub mod pipeline;
 pub mod sample;
 pub mod train;
 pub mod transform;
 
-pub use pipeline::{Pipeline, View};
+pub use pipeline::{Pipeline, Spatial, View};
+pub use sample::Sampling;
+pub use train::TrainPipeline;
 
 /// One decoded frame: RGB, 8 bits per channel, row-major `(height, width, 3)`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,7 +26,8 @@ use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 /// How a view's frames become a tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Spatial {
     /// ST-Adapter: normalise, torch bicubic to short side `size`, then 1 (center) or 3 crops of `size`.
     St { size: usize, three_crop: bool },
@@ -56,9 +57,11 @@ impl Spatial {
 }
 
 /// A test-time pipeline: sampling + spatial transform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pipeline {
-    pub name: &'static str,
+    /// The preset's name (`st_k400_test`, …), or the user's.
+    pub name: String,
     pub sampling: Sampling,
     pub spatial: Spatial,
 }
@@ -75,7 +78,7 @@ impl Pipeline {
     /// ST-Adapter K400 (`train_k400_clip_vit_b16_adapter12x384.sh`): 8×16 dense, 3 temporal × 1 spatial.
     pub fn st_k400_test() -> Self {
         Self {
-            name: "st_k400_test",
+            name: "st_k400_test".into(),
             sampling: Sampling::StDense { frames: 8, rate: 16, views: 3 },
             spatial: Spatial::St { size: 224, three_crop: false },
         }
@@ -84,7 +87,7 @@ impl Pipeline {
     /// ST-Adapter SSv2 (`train_ssv2_clip_vit_b16_adapter24x384.sh`): 8 uniform, 1 temporal × 3 spatial.
     pub fn st_ssv2_test() -> Self {
         Self {
-            name: "st_ssv2_test",
+            name: "st_ssv2_test".into(),
             sampling: Sampling::Uniform { frames: 8 },
             spatial: Spatial::St { size: 224, three_crop: true },
         }
@@ -93,7 +96,7 @@ impl Pipeline {
     /// AIM K400 (`vitclip_base_k400.py` `test_pipeline`): 32×4, 3 clips × 1 center crop.
     pub fn aim_k400_test() -> Self {
         Self {
-            name: "aim_k400_test",
+            name: "aim_k400_test".into(),
             sampling: Sampling::MmaClips { clip_len: 32, interval: 4, clips: 3 },
             spatial: Spatial::Mma { short: 224, crop: 224, three_crop: false },
         }
@@ -102,7 +105,7 @@ impl Pipeline {
     /// AIM SSv2 (`vitclip_base_sthv2.py` `test_pipeline`): 8 uniform, 1 clip × `ThreeCrop`.
     pub fn aim_ssv2_test() -> Self {
         Self {
-            name: "aim_ssv2_test",
+            name: "aim_ssv2_test".into(),
             sampling: Sampling::Uniform { frames: 8 },
             spatial: Spatial::Mma { short: 224, crop: 224, three_crop: true },
         }

@@ -50,7 +50,8 @@ impl Draw for Extreme {
 }
 
 /// The temporal rule of a pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Sampling {
     /// ST-Adapter dense sampling (`--sampling_rate > 0`): `frames` per clip, every `rate`-th frame,
     /// `views` clips at test time.

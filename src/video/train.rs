@@ -191,7 +191,8 @@ pub fn mma_random_erasing(frames: &mut [Planes], probability: f64, d: &mut dyn D
 }
 
 /// A training pipeline: sampling + augmentation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum TrainPipeline {
     /// ST-Adapter K400: dense sampling, scale jitter `[round(size·lo), round(size·hi)]`, random crop, mirror.
     St { sampling: Sampling, size: usize, jitter: Option<(f64, f64)>, mirror: bool, rand_augment: bool },
