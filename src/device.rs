@@ -31,7 +31,8 @@ impl Real for f32 {
         const LN2_LO: f32 = -2.121_944_4e-4;
         const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
         let x = self.clamp(-87.33, 88.3);
-        let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+        let t = x * std::f32::consts::LOG2_E + ROUND;
+        let n = t - ROUND;
         let r = x - n * LN2_HI - n * LN2_LO;
         let mut p = 1.987_569_1e-4f32;
         p = p * r + 1.398_199_9e-3;
@@ -40,7 +41,10 @@ impl Real for f32 {
         p = p * r + 1.666_666_5e-1;
         p = p * r + 5.000_000_1e-1;
         let e = p * r * r + r + 1.0;
-        e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        // 2ⁿ from the bits of t: t = 1.5·2²³ + n lies in [2²³, 2²⁴), where one unit is one ulp, so
+        // its bits are those of ROUND plus n. Integer lanes, where `n as i32` (a saturating cast)
+        // would make the compiler convert lane by lane.
+        e * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
     }
     fn of(x: f64) -> Self {
         x as f32
