@@ -4,6 +4,9 @@
 //! The methods are the kit's own presets (the same code as the ViT-B/16 models); only the widths,
 //! depths and data differ. The numbers behind every choice here are in `fixtures/proxy/STUDY.md`.
 
+pub mod bench;
+pub mod claims;
+pub mod source;
 pub mod synth;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use crate::clip::{ClipCfg, MlpAct};
 use crate::context::Ctx;
 use crate::mst_adapter::MstAdapterCfg;
 use crate::ops::Kernel3;
+use crate::init::Init;
 use crate::registry::{BaselineCfg, ModelCfg, VideoModel};
 use crate::st_adapter::{Position, StAdapterCfg};
 use synth::{Dataset, Task};
@@ -196,4 +200,38 @@ pub fn predictions(model: &dyn VideoModel, data: &Dataset, batch: usize) -> Vec<
         }
     }
     out
+}
+
+/// The model of `cfg` (a method on the proxy backbone, width 64) with the head's dropout set to
+/// `d` (the presets' 0.5 is the papers'; the benchmark runs without it, `STUDY.md`).
+pub fn build_with_dropout(cfg: &ModelCfg, d: f64, seed: u64) -> anyhow::Result<Box<dyn VideoModel>> {
+    let (dev, mut init) = (Cpu::default(), Init::seeded(seed));
+    anyhow::ensure!(cfg.clip().width == 64, "the proxy's models are compiled for width 64, not {}", cfg.clip().width);
+    Ok(match cfg {
+        ModelCfg::StAdapter(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::MstAdapter(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::Aim(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.cls_head.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::Benchmark(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::ClipBaseline(c) => {
+            let mut m = crate::clip::FrameBaseline::<64, f32, Cpu>::build(&c.clip, c.num_classes, &dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+    })
 }
