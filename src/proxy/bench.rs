@@ -293,7 +293,7 @@ pub fn run_all(keys: &[RunKey], cache: Option<&Path>, progress: bool) -> anyhow:
         if progress {
             let eta = if fresh_steps > 0 { fresh_secs / fresh_steps as f64 * left_steps as f64 } else { 0.0 };
             eprintln!(
-                "proxy [{}/{}] {} on {} seed {}: top-1 {:.1} %{}  ({:.0} s elapsed, ETA ≤ {:.0} s)",
+                "proxy [{}/{}] {} on {} seed {}: top-1 {:.1} %{}  ({:.0} s elapsed, ETA ~{:.0} s)",
                 i + 1,
                 keys.len(),
                 key.method.name(),

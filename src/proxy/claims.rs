@@ -65,7 +65,7 @@ impl Outcome {
     pub fn line(&self, text: &str) -> String {
         match self.holds {
             Some(true) => format!("{text} — reproduced: {}", self.numbers),
-            Some(false) => format!("{text} — NOT reproduced: {}. {}", self.numbers, self.why),
+            Some(false) => format!("{text} — NOT reproduced: {}. Why the proxy may differ: {}.", self.numbers, self.why),
             None => format!("{text} — not checked: {}", self.numbers),
         }
     }
