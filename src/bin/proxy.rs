@@ -57,7 +57,7 @@ impl Shape {
 enum Cmd {
     /// PNG contact sheets of every task (a few clips per class).
     Sheets {
-        #[arg(long, default_value = "fixtures/proxy")]
+        #[arg(long, default_value = "book/src/figures")]
         out: PathBuf,
         #[arg(long, default_value_t = 2, value_parser = count(1..=100))]
         per_class: usize,
@@ -151,7 +151,7 @@ fn cli(args: Args) -> anyhow::Result<()> {
             for task in [Task::Shapes, Task::Appearance, Task::Motion] {
                 let (g, n) =
                     if task == Task::Shapes { (Geometry::PROXY.still(), 8) } else { (Geometry::PROXY, per_class) };
-                let path = out.join(format!("sheet_{}.png", task.name()));
+                let path = out.join(format!("proxy_sheet_{}.png", task.name()));
                 let seed = 7;
                 if task == Task::Shapes {
                     shapes_sheet(g, seed, &path)?;

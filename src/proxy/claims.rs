@@ -105,7 +105,7 @@ fn fmt(name: &str, s: Option<(f64, f64, usize)>) -> String {
 pub fn frame_averaging_blind(frame: &[Method], temporal: &[Method]) -> Claim {
     let names = |ms: &[Method]| ms.iter().map(Method::name).collect::<Vec<_>>().join(", ");
     let text = format!(
-        "frame-averaging methods ({}) are near chance on the motion task (the SSv2 stand-in) while {} are far above",
+        "frame-averaging methods ({}) are near chance on the motion task (the SSv2 stand-in) while the temporal methods ({}) are far above",
         names(frame),
         names(temporal)
     );
