@@ -96,3 +96,27 @@ fn cache_key_names_method_task_budget_and_seed() {
     }
     assert_ne!(k.hash("other backbone"), h);
 }
+
+/// The book's proxy pages (`book/src/measured/proxy_*.md`, written by the binaries with
+/// `--format markdown`, commands in the chapter "The embedded CPU benchmark") show each table's
+/// proxy columns and one line per claim, every one of them reproduced at the default seeds.
+#[test]
+fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
+    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
+    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2"] {
+        let t = proxy::table(name).unwrap();
+        let path = book.join(format!("proxy_{name}.md"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
+        assert!(text.contains(" proxy |"), "{name}: no proxy column");
+        for (i, c) in t.claims.iter().enumerate() {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("**claim {}**", i + 1)))
+                .unwrap_or_else(|| panic!("{name}: claim {} missing", i + 1));
+            assert!(line.contains(&c.text.replace('|', "\\|")), "{name}: claim {} is not `{}`", i + 1, c.text);
+            // the front door's ranking claim is the one the proxy cannot reproduce (a tie)
+            let want = !(name == "table1_k400" && i == 1);
+            assert_eq!(line.contains("— reproduced"), want, "{name}: {line}");
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub fn table(binary: &str) -> Option<ProxyTable> {
             columns: vec![("top1", Task::Motion)],
             method: front_door,
             claims: vec![frame_averaging_blind(
-                &[Method::FullFinetune],
+                &[Method::LinearProbe, Method::FullFinetune],
                 &[Method::ST_ADAPTER, Method::Aim, Method::MstAdapter],
             )],
         },
