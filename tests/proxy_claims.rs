@@ -36,7 +36,7 @@ fn frame_averaging_is_at_chance_on_motion_direction_while_st_adapter_is_far_abov
         );
     }
     let claim = frame_averaging_blind(&[Method::LinearProbe], &[Method::ST_ADAPTER]);
-    let outcome = claim.check(&stats);
+    let outcome = claim.outcome(&stats);
     assert_eq!(outcome.holds, Some(true), "{}", outcome.line(&claim.text));
 }
 
@@ -46,11 +46,17 @@ const REDUCED_STEPS: usize = 150;
 /// at a reduced budget (24 steps, one seed): each is at least 90 % top-1 (chance 12.5 %).
 #[test]
 fn appearance_task_is_solved_by_every_method() {
-    let methods =
-        [Method::LinearProbe, Method::FullFinetune, Method::Houlsby, Method::ST_ADAPTER, Method::Aim, Method::MstAdapter];
+    let methods = [
+        Method::LinearProbe,
+        Method::FullFinetune,
+        Method::Houlsby,
+        Method::ST_ADAPTER,
+        Method::Aim,
+        Method::MstAdapter,
+    ];
     let budget = Budget { steps: 24, batch: 16, train_clips: 480, test_clips: 240, lr: 1e-2 };
     let results = runs(&methods, Task::Appearance, budget, &[1]);
     let claim = appearance_solved(&methods);
-    let outcome = claim.check(&Stats::new(&results));
+    let outcome = claim.outcome(&Stats::new(&results));
     assert_eq!(outcome.holds, Some(true), "{}", outcome.line(&claim.text));
 }

@@ -83,7 +83,8 @@ fn proxy_budget_scales_steps_only() {
 #[test]
 fn cache_key_names_method_task_budget_and_seed() {
     use video_adapters::proxy::Method;
-    let k = RunKey { method: Method::ST_ADAPTER, task: Task::Motion, budget: Budget::default_for(Task::Motion), seed: 1 };
+    let k =
+        RunKey { method: Method::ST_ADAPTER, task: Task::Motion, budget: Budget::default_for(Task::Motion), seed: 1 };
     let h = k.hash("b");
     assert_eq!(h, k.hash("b"));
     for other in [

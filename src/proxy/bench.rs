@@ -200,15 +200,9 @@ pub fn run(key: &RunKey, progress: bool) -> anyhow::Result<RunResult> {
         label_smoothing: 0.0,
         ..proxy_recipe_base()
     };
-    let opts = crate::train::Options {
-        seed: key.seed,
-        micro_batch: b.batch,
-        workers: 1,
-        progress,
-        ..Default::default()
-    };
-    let summary =
-        crate::train::train(model.as_mut(), &cfg, &recipe, Arc::new(SynthTrain(train)), None, &opts, None)?;
+    let opts =
+        crate::train::Options { seed: key.seed, micro_batch: b.batch, workers: 1, progress, ..Default::default() };
+    let summary = crate::train::train(model.as_mut(), &cfg, &recipe, Arc::new(SynthTrain(train)), None, &opts, None)?;
     let eval_opts = crate::eval::Options { workers: 1, ..Default::default() };
     let ev = crate::eval::evaluate(model.as_ref(), Arc::new(SynthEval(test)), &eval_opts)?;
     let (kind, direction) = if key.task == Task::Motion {

@@ -43,8 +43,12 @@ impl<'a> Stats<'a> {
 
     /// (mean, std, runs) of `metric` over the runs of `method` on `task`.
     pub fn get(&self, method: Method, task: Task, metric: Metric) -> Option<(f64, f64, usize)> {
-        let v: Vec<f64> =
-            self.0.iter().filter(|r| r.key.method == method && r.key.task == task).filter_map(|r| metric.of(r)).collect();
+        let v: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|r| r.key.method == method && r.key.task == task)
+            .filter_map(|r| metric.of(r))
+            .collect();
         mean_std(&v).map(|(m, s)| (m, s, v.len()))
     }
 }
@@ -65,7 +69,9 @@ impl Outcome {
     pub fn line(&self, text: &str) -> String {
         match self.holds {
             Some(true) => format!("{text} — reproduced: {}", self.numbers),
-            Some(false) => format!("{text} — NOT reproduced: {}. Why the proxy may differ: {}.", self.numbers, self.why),
+            Some(false) => {
+                format!("{text} — NOT reproduced: {}. Why the proxy may differ: {}.", self.numbers, self.why)
+            }
             None => format!("{text} — not checked: {}", self.numbers),
         }
     }
@@ -76,7 +82,7 @@ pub struct Claim {
     pub text: String,
     /// The (method, task) runs the check reads.
     pub runs: Vec<(Method, Task)>,
-    check: Box<dyn Fn(&Stats) -> Outcome + Send + Sync>,
+    pub check: Box<dyn Fn(&Stats) -> Outcome + Send + Sync>,
 }
 
 impl Claim {
@@ -84,7 +90,7 @@ impl Claim {
         self.runs.clone()
     }
 
-    pub fn check(&self, s: &Stats) -> Outcome {
+    pub fn outcome(&self, s: &Stats) -> Outcome {
         (self.check)(s)
     }
 }

@@ -562,7 +562,14 @@ impl Dataset {
     }
 
     /// As [`Dataset::generate_range`], paired or not (see [`Task::scene_paired`]).
-    pub fn generate_range_paired(task: Task, geometry: Geometry, start: u64, n: usize, seed: u64, paired: bool) -> Self {
+    pub fn generate_range_paired(
+        task: Task,
+        geometry: Geometry,
+        start: u64,
+        n: usize,
+        seed: u64,
+        paired: bool,
+    ) -> Self {
         use rayon::prelude::*;
         let g = if task == Task::Shapes { geometry.still() } else { geometry };
         let clips: Vec<(Vec<Frame>, usize)> =
