@@ -104,7 +104,7 @@ fn cache_key_names_method_task_budget_and_seed() {
 #[test]
 fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
-    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2"] {
+    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2", "st_table7_kernel"] {
         let t = proxy::table(name).unwrap();
         let path = book.join(format!("proxy_{name}.md"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
