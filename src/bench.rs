@@ -1,212 +1,894 @@
-//! One CLIP ViT-B/16 block, forward and backward, three ways in one run: our ops (trained, and
-//! frozen), the same block built from dfdx 0.13's stock modules and ops, and optionally PyTorch
-//! (`scripts/bench_block.py`). Rounds interleave the variants; medians and ratios are reported.
-//! `cargo run --release --bin bench_block -- --help`.
+//! The kit against PyTorch on the same CPU, side by side in one run (`cargo run --release --bin
+//! bench -- --torch python3`): one ViT-B/16 block, training steps and evaluation of the three
+//! papers' models on ViT-B/16, full fine-tuning, the small preset of the embedded benchmark, peak
+//! memory, and the GEMM peak of this machine.
+//!
+//! Every measurement runs in its own child process (so its peak resident memory is its own): this
+//! binary again for the kit (`VIDEO_ADAPTERS_BENCH` in the environment names the case), and
+//! `scripts/bench_pytorch.py` for PyTorch, with the same thread count. Rounds interleave the two
+//! sides case by case, alternating which goes first; each child warms up once and times `reps`
+//! repetitions; a figure is the median over rounds of the per-process medians. `--compare <exe>`
+//! adds a third column from another build of this binary (before/after a change, in one run).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::process::Command;
 use std::time::Instant;
 
-use dfdx::nn::modules;
 use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::clip::vit::{clip_block, ResidualAttentionBlock};
-use crate::clip::ClipCfg;
+use crate::aim::AimCfg;
+use crate::clip::vit::{clip_block, Block, ResidualAttentionBlock};
+use crate::clip::{Blocks, ClipCfg};
+use crate::context::Ctx;
 use crate::init::Init;
-use crate::ops::Grid;
+use crate::input::count;
+use crate::mst_adapter::MstAdapterCfg;
+use crate::ops::gemm::{matmul, Mat, MatMut, Threads};
+use crate::ops::{Grid, Kernel3};
+use crate::optim::{AdamW, AdamWCfg};
 use crate::param::set_trainable;
+use crate::registry::{BaselineCfg, ModelCfg};
+use crate::st_adapter::{Position, StAdapterCfg};
 
-const C: usize = 768;
-const F: usize = 3072;
-const H: usize = 12;
-const DH: usize = 64;
+const ENV: &str = "VIDEO_ADAPTERS_BENCH";
 
-type X<T> = Tensor<(usize, Const<C>), f32, Cpu, T>;
-
-/// The block in dfdx's own modules: separate q, k, v (dfdx's `MultiheadAttention` layout, which
-/// also keeps `slice` out of the picture), `LayerNorm1D`, stock matmul, softmax and sigmoid.
-pub struct StockBlock {
-    ln_1: modules::LayerNorm1D<C, f32, Cpu>,
-    q: modules::Linear<C, C, f32, Cpu>,
-    k: modules::Linear<C, C, f32, Cpu>,
-    v: modules::Linear<C, C, f32, Cpu>,
-    out_proj: modules::Linear<C, C, f32, Cpu>,
-    ln_2: modules::LayerNorm1D<C, f32, Cpu>,
-    c_fc: modules::Linear<C, F, f32, Cpu>,
-    c_proj: modules::Linear<F, C, f32, Cpu>,
+/// The small preset of the embedded benchmark: a CLIP-style ViT with ST-Adapter on every block,
+/// frozen backbone. Its shape is a flag because the benchmark's final preset is chosen elsewhere;
+/// the width must be one the kit compiles in (`with_width!`).
+#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Small {
+    /// Small preset: width.
+    #[arg(long = "small-width", default_value_t = 64, value_parser = count(1..=4096))]
+    pub width: usize,
+    /// Small preset: layers (every one with an ST-Adapter before the MLP).
+    #[arg(long = "small-layers", default_value_t = 4, value_parser = count(1..=64))]
+    pub layers: usize,
+    /// Small preset: attention heads.
+    #[arg(long = "small-heads", default_value_t = 4, value_parser = count(1..=64))]
+    pub heads: usize,
+    /// Small preset: patch size.
+    #[arg(long = "small-patch", default_value_t = 4, value_parser = count(1..=64))]
+    pub patch: usize,
+    /// Small preset: frame size (pixels per side).
+    #[arg(long = "small-resolution", default_value_t = 32, value_parser = count(1..=1024))]
+    pub resolution: usize,
+    /// Small preset: frames per clip.
+    #[arg(long = "small-frames", default_value_t = 8, value_parser = count(1..=64))]
+    pub frames: usize,
+    /// Small preset: clips per training step.
+    #[arg(long = "small-batch", default_value_t = 32, value_parser = count(1..=1024))]
+    pub batch: usize,
+    /// Small preset: ST-Adapter bottleneck width.
+    #[arg(long = "small-adapter", default_value_t = 16, value_parser = count(1..=4096))]
+    pub adapter: usize,
+    /// Small preset: classes.
+    #[arg(long = "small-classes", default_value_t = 10, value_parser = count(1..=10000))]
+    pub classes: usize,
 }
 
-impl StockBlock {
-    /// The same weights as `ours`.
-    pub fn from(ours: &ResidualAttentionBlock<C, f32, Cpu>, dev: &Cpu) -> Self {
-        let mut m = Self {
-            ln_1: BuildModule::build(dev),
-            q: BuildModule::build(dev),
-            k: BuildModule::build(dev),
-            v: BuildModule::build(dev),
-            out_proj: BuildModule::build(dev),
-            ln_2: BuildModule::build(dev),
-            c_fc: BuildModule::build(dev),
-            c_proj: BuildModule::build(dev),
+impl Small {
+    /// The model: ST-Adapter (kernel 3×1×1, before the MLP) on every block of the small ViT.
+    pub fn cfg(&self) -> ModelCfg {
+        let clip = ClipCfg {
+            input_resolution: self.resolution,
+            patch_size: self.patch,
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            ..ClipCfg::tiny()
         };
-        let w = ours.attn.in_proj_weight.to_vec();
-        let b = ours.attn.in_proj_bias.to_vec();
-        for (i, lin) in [&mut m.q, &mut m.k, &mut m.v].into_iter().enumerate() {
-            lin.weight.copy_from(&w[i * C * C..(i + 1) * C * C]);
-            lin.bias.copy_from(&b[i * C..(i + 1) * C]);
-        }
-        m.out_proj.weight.copy_from(&ours.attn.out_proj.weight.to_vec());
-        m.out_proj.bias.copy_from(&ours.attn.out_proj.bias.as_ref().unwrap().to_vec());
-        m.c_fc.weight.copy_from(&ours.mlp.c_fc.weight.to_vec());
-        m.c_fc.bias.copy_from(&ours.mlp.c_fc.bias.as_ref().unwrap().to_vec());
-        m.c_proj.weight.copy_from(&ours.mlp.c_proj.weight.to_vec());
-        m.c_proj.bias.copy_from(&ours.mlp.c_proj.bias.as_ref().unwrap().to_vec());
-        for (ln, o) in [(&mut m.ln_1, &ours.ln_1), (&mut m.ln_2, &ours.ln_2)] {
-            ln.gamma.copy_from(&o.weight.to_vec());
-            ln.beta.copy_from(&o.bias.to_vec());
-            ln.epsilon = o.eps;
-        }
-        m
+        ModelCfg::StAdapter(StAdapterCfg {
+            clip,
+            num_classes: self.classes,
+            frames: self.frames,
+            adapter_width: self.adapter,
+            kernel: Kernel3::new(3, 1, 1),
+            positions: vec![Position::PreMlp],
+            blocks: Blocks::Last(self.layers),
+        })
     }
 
-    /// `x += attn(ln_1(x)); x += mlp(ln_2(x))` on (B·S, C) rows.
-    pub fn forward<T: Tape<f32, Cpu> + Merge<NoneTape> + Merge<T>>(&self, x: X<T>, b: usize, s: usize) -> X<T> {
-        let (x, tape) = x.split_tape();
-        let h = self.ln_1.forward(x.clone().put_tape(tape));
-        let (h, tape) = h.split_tape();
-        let heads = |t: X<T>| t.reshape_like(&(b, s, Const::<H>, Const::<DH>));
-        let q = heads(self.q.forward(h.clone().put_tape(tape)))
-            .permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
-        let k =
-            heads(self.k.forward(h.retaped::<T>())).permute::<(usize, Const<H>, Const<DH>, usize), Axes4<0, 2, 3, 1>>();
-        let v =
-            heads(self.v.forward(h.retaped::<T>())).permute::<(usize, Const<H>, usize, Const<DH>), Axes4<0, 2, 1, 3>>();
-        let att = (q.matmul(k) * (1.0 / (DH as f32).sqrt())).softmax::<Axis<3>>();
-        let o = att
-            .matmul(v)
-            .permute::<(usize, usize, Const<H>, Const<DH>), Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b * s, Const::<C>));
-        let x1 = self.out_proj.forward(o) + x;
-        let (x1, tape) = x1.split_tape();
-        let f = self.c_fc.forward(self.ln_2.forward(x1.clone().put_tape(tape)));
-        let (f, tape) = f.split_tape();
-        let g = (f.clone().put_tape(tape) * 1.702f32).sigmoid() * f;
-        self.c_proj.forward(g) + x1
+    fn describe(&self) -> String {
+        format!(
+            "width {}, {} layers, {} heads, patch {}, {}×{} frames, {} frames per clip, {} clips per step, ST-Adapter width {} on every block",
+            self.width, self.layers, self.heads, self.patch, self.resolution, self.resolution, self.frames, self.batch, self.adapter
+        )
     }
+}
+
+/// What to measure, and how often.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+pub struct Opts {
+    /// Rounds: every case once per round on every side (1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = count(1..=1000))]
+    pub rounds: usize,
+    /// Timed repetitions inside each child process, after one warm-up (1 to 1000).
+    #[arg(long, default_value_t = 2, value_parser = count(1..=1000))]
+    pub reps: usize,
+    /// Threads on both sides (rayon for the kit, `torch.set_num_threads` for PyTorch).
+    #[arg(long, default_value_t = 2, value_parser = count(1..=256))]
+    pub threads: usize,
+    /// The Python interpreter that runs `scripts/bench_pytorch.py` (needs torch); without it, the
+    /// kit alone.
+    #[arg(long)]
+    pub torch: Option<String>,
+    /// Another build of this binary, measured as a third column (before/after a change).
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// Only these cases (comma-separated: gemm, block, step:st, step:aim, step:mst, step:full,
+    /// eval:st, eval:aim, eval:mst, step:small, eval:small).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Clips per ViT-B/16 training step (8 frames of 224×224 each).
+    #[arg(long, default_value_t = 1, value_parser = count(1..=64))]
+    pub clips: usize,
+    /// Clips per ViT-B/16 evaluation forward (one view each).
+    #[arg(long, default_value_t = 1, value_parser = count(1..=256))]
+    pub eval_batch: usize,
+    /// Report CPU time (all threads of the child process) instead of wall-clock time: less
+    /// disturbed by other processes on a busy machine (with one thread, nearly not at all).
+    #[arg(long)]
+    pub cpu: bool,
+    #[command(flatten)]
+    pub small: Small,
+}
+
+/// Every case, in the order the rounds run them.
+pub const CASES: [&str; 11] = [
+    "gemm",
+    "block",
+    "step:st",
+    "step:aim",
+    "step:mst",
+    "step:full",
+    "eval:st",
+    "eval:aim",
+    "eval:mst",
+    "step:small",
+    "eval:small",
+];
+
+/// What one child process reports: samples per metric (seconds, or GFLOP/s for `gemm`), and its
+/// peak resident memory.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Child {
+    pub metrics: BTreeMap<String, Vec<f64>>,
+    /// VmHWM, MiB.
+    pub peak_mb: f64,
+    /// VmRSS just before the first timed computation (model and input built), MiB.
+    pub base_mb: f64,
+    /// The library version the child ran (PyTorch only).
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// One side's figures: median over rounds of each metric's per-process median, and of the peaks.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Side {
+    /// `case/metric` → median.
+    pub medians: BTreeMap<String, f64>,
+    /// `case` → peak resident MiB (median over rounds).
+    pub peak_mb: BTreeMap<String, f64>,
+    pub version: Option<String>,
+}
+
+/// A whole run: what was measured where, and the figures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: String,
+    pub load_before: String,
+    pub load_after: String,
+    pub opts: Opts,
+    pub kit: Side,
+    pub torch: Option<Side>,
+    pub compare: Option<Side>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// children
+
+fn status_mb(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
-/// Runs the benchmark: `rounds` rounds, each timing every variant once (after one warm-up round),
-/// on `frames` frames of 197 tokens. With `torch`, also runs `scripts/bench_block.py` each round.
-pub fn run(rounds: usize, frames: usize, torch: bool) -> anyhow::Result<String> {
-    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1 (the medians need a timed round), is {rounds}");
-    anyhow::ensure!(frames >= 1, "--frames must be at least 1, is {frames}");
-    let dev = Cpu::default();
-    let s = ClipCfg::vit_b16().tokens();
-    let mut init = Init::seeded(7);
-    let ours: ResidualAttentionBlock<C, f32, Cpu> = clip_block(&ClipCfg::vit_b16(), &dev, &mut init);
-    let mut trained = ours.clone();
-    set_trainable(&mut trained, |_| true);
-    let stock = StockBlock::from(&ours, &dev);
-    let xv: Vec<f32> = Init::seeded(8).normal(frames * s * C, 1.0).into_iter().map(|v| v as f32).collect();
-    let x_ours = dev.tensor_from_vec(xv.clone(), (frames, s, Const::<C>));
-    let x_stock = dev.tensor_from_vec(xv, (frames * s, Const::<C>));
-    let grid = Grid { b: 1, t: frames, h: 14, w: 14 };
-    use crate::clip::vit::Block;
+fn secs(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
 
-    // agreement: outputs and input gradients of ours and stock
-    let y_ours = ours.forward(x_ours.clone(), grid, &mut crate::Ctx::eval()).as_vec();
-    let y_stock = stock.forward(x_stock.clone(), frames, s).as_vec();
-    let dy = y_ours.iter().zip(&y_stock).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    let gx_ours = ours
-        .forward(x_ours.leaky_trace(), grid, &mut crate::Ctx::eval())
-        .sum::<Rank0, _>()
-        .backward()
-        .get(&x_ours)
-        .as_vec();
-    let gx_stock = stock.forward(x_stock.leaky_trace(), frames, s).sum::<Rank0, _>().backward().get(&x_stock).as_vec();
-    let dgx = gx_ours.iter().zip(&gx_stock).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+/// CPU time of this process so far (all its threads), seconds, from /proc/self/task/*/schedstat
+/// (nanoseconds on the CPU): on a busy machine it moves less than the wall clock.
+pub fn cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return f64::NAN };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
+}
 
-    let names = [
-        "dfdx stock ops, all weights trained",
-        "ours, all weights trained",
-        "ours, frozen weights (input gradient only)",
-        "dfdx stock ops, forward only",
-        "ours, forward only",
-    ];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    let mut torch_times: Vec<(f64, f64)> = Vec::new();
-    for round in 0..rounds + 1 {
-        let mut sample = Vec::new();
-        let t = Instant::now();
-        stock.forward(x_stock.leaky_trace(), frames, s).sum::<Rank0, _>().backward();
-        sample.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        trained.forward(x_ours.leaky_trace(), grid, &mut crate::Ctx::eval()).sum::<Rank0, _>().backward();
-        sample.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        ours.forward(x_ours.leaky_trace(), grid, &mut crate::Ctx::eval()).sum::<Rank0, _>().backward();
-        sample.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        stock.forward(x_stock.clone(), frames, s);
-        sample.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        ours.forward(x_ours.clone(), grid, &mut crate::Ctx::eval());
-        sample.push(t.elapsed().as_secs_f64());
-        if round > 0 {
-            for (v, t) in times.iter_mut().zip(sample) {
-                v.push(t);
-            }
-            if torch {
-                torch_times.push(torch_round(frames)?);
-            }
+/// Runs `f`, pushing its wall-clock and CPU seconds to `m[name]` and `m[name_cpu]` (unless warm-up).
+fn timed(m: &mut BTreeMap<String, Vec<f64>>, name: &str, warm_up: bool, f: impl FnOnce()) {
+    let c = cpu_seconds();
+    let t = secs(f);
+    let c = cpu_seconds() - c;
+    if !warm_up {
+        m.entry(name.to_string()).or_default().push(t);
+        m.entry(format!("{name}_cpu")).or_default().push(c);
+    }
+}
+
+/// In a child process started by [`run`]: measure the case named in the environment, print the
+/// result and return true. Returns false when this process is not such a child.
+pub fn child_entry() -> bool {
+    let Ok(spec) = std::env::var(ENV) else { return false };
+    let result = (|| -> anyhow::Result<Child> {
+        let (case, opts): (String, Opts) = serde_json::from_str(&spec)?;
+        rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build_global()?;
+        measure(&case, &opts)
+    })();
+    match result {
+        Ok(c) => println!("BENCH_RESULT {}", serde_json::to_string(&c).unwrap()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
         }
     }
-    let med: Vec<f64> = times.into_iter().map(median).collect();
-    let mut out = String::new();
-    writeln!(
-        out,
-        "One CLIP ViT-B/16 block (width 768, 12 heads, MLP 3072), {frames} frames × 197 tokens, f32, CPU, {} threads.",
-        rayon::current_num_threads()
-    )?;
-    writeln!(out, "Medians over {rounds} rounds; every variant once per round, after a warm-up round. Ratios: time ÷ the dfdx-stock row of the same kind.\n")?;
-    writeln!(out, "| variant | median ms | ratio |")?;
-    writeln!(out, "|---|---:|---:|")?;
-    for (i, name) in names.iter().enumerate() {
-        let base = if i < 3 { med[0] } else { med[3] };
-        writeln!(out, "| {name} | {:.0} | {:.2} |", med[i] * 1e3, med[i] / base)?;
+    true
+}
+
+/// ViT-B/16 models of the comparison.
+fn vit_b16_cfg(name: &str) -> anyhow::Result<ModelCfg> {
+    Ok(match name {
+        "st" => ModelCfg::StAdapter(StAdapterCfg::vit_b16_12x384()),
+        "aim" => ModelCfg::Aim(AimCfg::vitclip_base_k400()),
+        "mst" => ModelCfg::MstAdapter(MstAdapterCfg::vit_b16_k400()),
+        "full" => ModelCfg::ClipBaseline(BaselineCfg { clip: ClipCfg::vit_b16(), num_classes: 400, frames: 8 }),
+        m => anyhow::bail!("no model `{m}` (st, aim, mst, full, small)"),
+    })
+}
+
+fn video(batch: usize, frames: usize, res: usize) -> crate::clip::vit::Video<f32, Cpu> {
+    let v: Vec<f32> =
+        Init::seeded(5).normal(batch * 3 * frames * res * res, 1.0).into_iter().map(|x| x as f32).collect();
+    Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
+}
+
+/// Runs one case in this process.
+pub fn measure(case: &str, o: &Opts) -> anyhow::Result<Child> {
+    let mut out = Child::default();
+    let reps = o.reps.max(1);
+    let (kind, model) = case.split_once(':').unwrap_or((case, ""));
+    match kind {
+        "gemm" => {
+            out.base_mb = status_mb("VmRSS:");
+            out.metrics.insert("gflops".into(), gemm_peak(reps));
+        }
+        "block" => {
+            out.base_mb = status_mb("VmRSS:");
+            out.metrics = block(reps);
+        }
+        "step" | "eval" => {
+            let (cfg, batch, frames, res) = match model {
+                "small" => (o.small.cfg(), o.small.batch, o.small.frames, o.small.resolution),
+                m => (vit_b16_cfg(m)?, if kind == "step" { o.clips } else { o.eval_batch }, 8, 224),
+            };
+            let dev = Cpu::default();
+            let mut m = cfg.build(&dev, &mut Init::seeded(1))?;
+            if model == "full" {
+                m.set_trainable(&|_| true);
+            }
+            let v = video(batch, frames, res);
+            let classes = match &cfg {
+                ModelCfg::StAdapter(c) => c.num_classes,
+                ModelCfg::Aim(c) => c.num_classes,
+                ModelCfg::MstAdapter(c) => c.num_classes,
+                ModelCfg::ClipBaseline(c) => c.num_classes,
+                ModelCfg::Benchmark(c) => c.num_classes,
+            };
+            let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
+            out.base_mb = status_mb("VmRSS:");
+            if kind == "step" {
+                let mut opt = AdamW::new(AdamWCfg::default());
+                for i in 0..reps + 1 {
+                    timed(&mut out.metrics, "step", i == 0, || {
+                        m.train_step(&v, &labels, &mut opt, &mut Ctx::train(i as u64));
+                    });
+                }
+            } else {
+                for i in 0..reps + 1 {
+                    timed(&mut out.metrics, "forward", i == 0, || {
+                        m.logits(&v, &mut Ctx::eval());
+                    });
+                }
+            }
+        }
+        _ => anyhow::bail!("no case `{case}` (one of {})", CASES.join(", ")),
     }
-    if !torch_times.is_empty() {
-        let fb = median(torch_times.iter().map(|t| t.0).collect());
-        let f = median(torch_times.iter().map(|t| t.1).collect());
-        writeln!(
-            out,
-            "| PyTorch (scripts/bench_block.py), all weights trained | {:.0} | {:.2} |",
-            fb * 1e3,
-            fb / med[0]
-        )?;
-        writeln!(out, "| PyTorch, forward only | {:.0} | {:.2} |", f * 1e3, f / med[3])?;
-    }
-    writeln!(
-        out,
-        "\nOurs vs stock on the same weights and input: max |Δy| = {dy:.1e}, max |Δ dL/dx| = {dgx:.1e} (L = Σ y)."
-    )?;
+    out.peak_mb = status_mb("VmHWM:");
     Ok(out)
 }
 
-/// One PyTorch measurement (fwd+bwd, fwd) in seconds, from the optional script.
-fn torch_round(frames: usize) -> anyhow::Result<(f64, f64)> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_block.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .args(["--frames", &frames.to_string(), "--threads", &rayon::current_num_threads().to_string()])
-        .output()
-        .map_err(|e| anyhow::anyhow!("--torch runs python3 {}: {e}", script.display()))?;
-    anyhow::ensure!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
-    Ok((v["fwd_bwd"].as_f64().unwrap_or(f64::NAN), v["fwd"].as_f64().unwrap_or(f64::NAN)))
+/// The GEMM shapes of one ViT-B/16 block on 8 frames (m = 8·197 token rows): in_proj, c_fc, c_proj.
+pub const GEMM_SHAPES: [(usize, usize, usize); 3] = [(1576, 2304, 768), (1576, 3072, 768), (1576, 768, 3072)];
+
+/// Per repetition, the best GFLOP/s over [`GEMM_SHAPES`] of `C = A·B` (row-major, f32) with the
+/// kit's GEMM call and thread count.
+fn gemm_peak(reps: usize) -> Vec<f64> {
+    let mut v = Vec::new();
+    for i in 0..reps + 1 {
+        let best = GEMM_SHAPES
+            .iter()
+            .map(|&(m, n, k)| {
+                let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+                let mut c = vec![0f32; m * n];
+                let t = secs(|| {
+                    matmul(MatMut::new(&mut c, m, n), Mat::new(&a, m, k), Mat::new(&b, k, n), false, Threads::All)
+                });
+                2.0 * (m * n * k) as f64 / t / 1e9
+            })
+            .fold(0.0, f64::max);
+        if i > 0 {
+            v.push(best);
+        }
+    }
+    v
+}
+
+/// Multiply-adds of one CLIP block's forward on `frames` × `tokens` tokens of width `c`: the four
+/// linear layers (12·C² per token) and the attention's QKᵀ and PV (2·L·C per token).
+pub fn block_macs(frames: usize, tokens: usize, c: usize) -> f64 {
+    let rows = (frames * tokens) as f64;
+    rows * 12.0 * (c * c) as f64 + rows * 2.0 * (tokens * c) as f64
+}
+
+/// One CLIP ViT-B/16 block on 8 frames × 197 tokens: forward (untraced), forward+backward with
+/// every weight trained, and with every weight frozen (input gradient only), interleaved.
+fn block(reps: usize) -> BTreeMap<String, Vec<f64>> {
+    const C: usize = 768;
+    let frames = 8;
+    let dev = Cpu::default();
+    let s = ClipCfg::vit_b16().tokens();
+    let frozen: ResidualAttentionBlock<C, f32, Cpu> = clip_block(&ClipCfg::vit_b16(), &dev, &mut Init::seeded(7));
+    let mut trained = frozen.clone();
+    set_trainable(&mut trained, |_| true);
+    let xv: Vec<f32> = Init::seeded(8).normal(frames * s * C, 1.0).into_iter().map(|v| v as f32).collect();
+    let x = dev.tensor_from_vec(xv, (frames, s, Const::<C>));
+    let grid = Grid { b: 1, t: frames, h: 14, w: 14 };
+    let mut out = BTreeMap::new();
+    for i in 0..reps + 1 {
+        timed(&mut out, "forward", i == 0, || {
+            frozen.forward(x.clone(), grid, &mut Ctx::eval());
+        });
+        timed(&mut out, "fwd_bwd_trained", i == 0, || {
+            trained.forward(x.leaky_trace(), grid, &mut Ctx::eval()).sum::<Rank0, _>().backward();
+        });
+        timed(&mut out, "fwd_bwd_frozen", i == 0, || {
+            frozen.forward(x.leaky_trace(), grid, &mut Ctx::eval()).sum::<Rank0, _>().backward();
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// the parent
+
+fn parse_child(stdout: &[u8], what: &str) -> anyhow::Result<Child> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH_RESULT "))
+        .ok_or_else(|| anyhow::anyhow!("{what}: no BENCH_RESULT line in its output"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn run_kit(exe: &std::path::Path, case: &str, o: &Opts) -> anyhow::Result<Child> {
+    let out = Command::new(exe)
+        .env(ENV, serde_json::to_string(&(case, o))?)
+        .env("RAYON_NUM_THREADS", o.threads.to_string())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} ({case}): {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    parse_child(&out.stdout, case)
+}
+
+/// `scripts/bench_pytorch.py` in this repository.
+pub fn torch_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_pytorch.py")
+}
+
+fn run_torch(python: &str, case: &str, o: &Opts) -> anyhow::Result<Child> {
+    let s = &o.small;
+    let out = Command::new(python)
+        .arg(torch_script())
+        .args(["--case", case])
+        .args(["--reps", &o.reps.to_string(), "--threads", &o.threads.to_string()])
+        .args(["--clips", &o.clips.to_string(), "--eval-batch", &o.eval_batch.to_string()])
+        .args(["--small-width", &s.width.to_string(), "--small-layers", &s.layers.to_string()])
+        .args(["--small-heads", &s.heads.to_string(), "--small-patch", &s.patch.to_string()])
+        .args(["--small-resolution", &s.resolution.to_string(), "--small-frames", &s.frames.to_string()])
+        .args(["--small-batch", &s.batch.to_string(), "--small-adapter", &s.adapter.to_string()])
+        .args(["--small-classes", &s.classes.to_string()])
+        .env("OMP_NUM_THREADS", o.threads.to_string())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} ({case}): {}",
+        torch_script().display(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    parse_child(&out.stdout, case)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// "Intel(R) Xeon(R) Processor, 2 cores (avx512f), 23.4 GiB": CPU model, cores, widest SIMD, memory.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let flags = cpu.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let simd = ["avx512f", "avx2", "sse4_2"]
+        .into_iter()
+        .find(|f| flags.split_whitespace().any(|x| x == *f))
+        .unwrap_or("no AVX");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or("? GiB".into(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
+    format!("{model}, {cores} cores ({simd}), {mem}")
+}
+
+/// Today's date (UTC), YYYY-MM-DD.
+pub fn today() -> String {
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86400);
+    civil(days as i64)
+}
+
+/// The date `days` days after 1970-01-01 (H. Hinnant's civil-from-days).
+fn civil(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn summarise(samples: &BTreeMap<String, Vec<Child>>) -> Side {
+    let mut side = Side::default();
+    for (case, children) in samples {
+        let mut metrics: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for c in children {
+            for (k, v) in &c.metrics {
+                metrics.entry(k).or_default().push(median(v.clone()));
+            }
+            if side.version.is_none() {
+                side.version = c.version.clone();
+            }
+        }
+        for (k, v) in metrics {
+            side.medians.insert(format!("{case}/{k}"), median(v));
+        }
+        side.peak_mb.insert(case.clone(), median(children.iter().map(|c| c.peak_mb).collect()));
+    }
+    side
+}
+
+/// Runs every selected case on every side, `rounds` times, interleaved.
+pub fn run(o: &Opts) -> anyhow::Result<Report> {
+    let cases: Vec<&str> =
+        CASES.iter().copied().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c)).collect();
+    for c in &o.only {
+        anyhow::ensure!(CASES.contains(&c.as_str()), "no case `{c}` (one of {})", CASES.join(", "));
+    }
+    let exe = std::env::current_exe()?;
+    let load_before = loadavg();
+    let (mut kit, mut torch, mut compare) = (
+        BTreeMap::<String, Vec<Child>>::new(),
+        BTreeMap::<String, Vec<Child>>::new(),
+        BTreeMap::<String, Vec<Child>>::new(),
+    );
+    for round in 0..o.rounds.max(1) {
+        for case in &cases {
+            eprintln!("round {}/{}: {case} (load {})", round + 1, o.rounds.max(1), loadavg());
+            let mut sides: Vec<Box<dyn FnMut() -> anyhow::Result<()>>> = Vec::new();
+            sides.push(Box::new(|| {
+                kit.entry(case.to_string()).or_default().push(run_kit(&exe, case, o)?);
+                Ok(())
+            }));
+            if let Some(py) = &o.torch {
+                sides.push(Box::new(|| {
+                    torch.entry(case.to_string()).or_default().push(run_torch(py, case, o)?);
+                    Ok(())
+                }));
+            }
+            if let Some(other) = &o.compare {
+                sides.push(Box::new(|| {
+                    compare.entry(case.to_string()).or_default().push(run_kit(other.as_ref(), case, o)?);
+                    Ok(())
+                }));
+            }
+            // alternate who goes first, so a slow minute does not always hit the same side
+            let n = sides.len();
+            for i in 0..n {
+                (sides[(i + round) % n])()?;
+            }
+        }
+    }
+    Ok(Report {
+        date: today(),
+        machine: machine(),
+        load_before,
+        load_after: loadavg(),
+        opts: o.clone(),
+        kit: summarise(&kit),
+        torch: o.torch.as_ref().map(|_| summarise(&torch)),
+        compare: o.compare.as_ref().map(|_| summarise(&compare)),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// the report
+
+/// How a row's figure is read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Unit {
+    Ms,
+    S,
+    ClipsPerS,
+}
+
+/// A target on the ratio kit ÷ PyTorch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Target {
+    pub fn met(&self, r: f64) -> bool {
+        match *self {
+            Target::AtMost(t) => r <= t,
+            Target::AtLeast(t) => r >= t,
+        }
+    }
+    /// The threshold.
+    pub fn value(&self) -> f64 {
+        match *self {
+            Target::AtMost(t) | Target::AtLeast(t) => t,
+        }
+    }
+    pub fn text(&self) -> String {
+        match *self {
+            Target::AtMost(t) => format!("≤ {t}"),
+            Target::AtLeast(t) => format!("≥ {t}"),
+        }
+    }
+}
+
+struct Row {
+    label: String,
+    key: &'static str,
+    unit: Unit,
+    target: Option<Target>,
+}
+
+fn rows(o: &Opts) -> Vec<Row> {
+    let row = |label: String, key, unit, target| Row { label, key, unit, target };
+    let step = |n: &str| format!("{n} training step, ViT-B/16, {} × 8 × 224², frozen backbone", o.clips);
+    let eval = |n: &str| format!("{n} evaluation, ViT-B/16, {} × 8 × 224², 1 view", o.eval_batch);
+    vec![
+        row("ViT-B/16 block forward (8 × 197 tokens)".into(), "block/forward", Unit::Ms, Some(Target::AtMost(0.8))),
+        row(
+            "ViT-B/16 block forward+backward, all weights trained".into(),
+            "block/fwd_bwd_trained",
+            Unit::Ms,
+            Some(Target::AtMost(0.8)),
+        ),
+        row("ViT-B/16 block forward+backward, frozen weights".into(), "block/fwd_bwd_frozen", Unit::Ms, None),
+        row(step("ST-Adapter"), "step:st/step", Unit::S, Some(Target::AtMost(0.7))),
+        row(step("AIM"), "step:aim/step", Unit::S, Some(Target::AtMost(0.7))),
+        row(step("MST-Adapter"), "step:mst/step", Unit::S, Some(Target::AtMost(0.7))),
+        row(
+            format!("Full fine-tuning training step, ViT-B/16, {} × 8 × 224²", o.clips),
+            "step:full/step",
+            Unit::S,
+            None,
+        ),
+        row(eval("ST-Adapter"), "eval:st/forward", Unit::ClipsPerS, Some(Target::AtLeast(1.25))),
+        row(eval("AIM"), "eval:aim/forward", Unit::ClipsPerS, Some(Target::AtLeast(1.25))),
+        row(eval("MST-Adapter"), "eval:mst/forward", Unit::ClipsPerS, Some(Target::AtLeast(1.25))),
+        row("Small preset training step".into(), "step:small/step", Unit::Ms, Some(Target::AtMost(0.5))),
+        row("Small preset evaluation forward".into(), "eval:small/forward", Unit::Ms, None),
+    ]
+}
+
+impl Report {
+    /// A timed metric (`case/metric`) of one side: CPU time with `--cpu`, wall-clock time otherwise.
+    fn time(&self, side: &Side, key: &str) -> Option<f64> {
+        let key = if self.opts.cpu { format!("{key}_cpu") } else { key.to_string() };
+        side.medians.get(&key).copied()
+    }
+
+    /// A row's figure on one side, in its unit (ms, s, or clips/s).
+    fn figure(&self, side: &Side, r: &Row) -> Option<f64> {
+        let v = self.time(side, r.key)?;
+        let batch = if r.key.starts_with("eval:small") { self.opts.small.batch } else { self.opts.eval_batch };
+        Some(match r.unit {
+            Unit::Ms => v * 1e3,
+            Unit::S => v,
+            Unit::ClipsPerS => batch as f64 / v,
+        })
+    }
+
+    /// The ratios kit ÷ PyTorch of every row both sides measured, with the row's label and target
+    /// (the bar chart's data).
+    pub fn ratios(&self) -> Vec<(String, f64, Option<Target>)> {
+        let Some(torch) = &self.torch else { return vec![] };
+        let mut v: Vec<(String, f64, Option<Target>)> = rows(&self.opts)
+            .iter()
+            .filter_map(|r| Some((r.label.clone(), self.figure(&self.kit, r)? / self.figure(torch, r)?, r.target)))
+            .collect();
+        for (case, name) in [("step:st", "ST-Adapter"), ("step:aim", "AIM"), ("step:mst", "MST-Adapter")] {
+            if let (Some(a), Some(b)) = (self.kit.peak_mb.get(case), torch.peak_mb.get(case)) {
+                v.push((format!("{name} training step, peak memory"), a / b, Some(Target::AtMost(1.0))));
+            }
+        }
+        v
+    }
+
+    /// The report as Markdown (what `book/src/measured/bench.md` holds).
+    pub fn markdown(&self) -> String {
+        let o = &self.opts;
+        let mut s = String::new();
+        let torch_v = self.torch.as_ref().and_then(|t| t.version.clone()).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            s,
+            "Measured {} on {}; {} threads on both sides; load average {} before, {} after.",
+            self.date, self.machine, o.threads, self.load_before, self.load_after
+        );
+        let _ = writeln!(
+            s,
+            "Medians over {} rounds (every case once per round on each side, alternating which side goes first), each child process timing {} repetitions after a warm-up; {}. PyTorch {torch_v}, CPU, f32.\n",
+            o.rounds,
+            o.reps,
+            if o.cpu { "CPU time of the process (all threads), not wall-clock time" } else { "wall-clock time" }
+        );
+        let has_t = self.torch.is_some();
+        let has_c = self.compare.is_some();
+        let mut head = "| computation | kit |".to_string();
+        let mut rule = "|---|---:|".to_string();
+        if has_c {
+            head += " kit before |";
+            rule += "---:|";
+        }
+        if has_t {
+            head += " PyTorch | kit ÷ PyTorch | target | met |";
+            rule += "---:|---:|---:|:---:|";
+        }
+        if has_c {
+            head += " kit ÷ before |";
+            rule += "---:|";
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        let fmt = |v: Option<f64>, u: Unit| match (v, u) {
+            (None, _) => "—".to_string(),
+            (Some(v), Unit::Ms) => format!("{v:.0} ms"),
+            (Some(v), Unit::S) => format!("{v:.2} s"),
+            (Some(v), Unit::ClipsPerS) => format!("{v:.3} clips/s"),
+        };
+        for r in rows(o) {
+            let k = self.figure(&self.kit, &r);
+            if k.is_none() && self.torch.as_ref().and_then(|t| self.figure(t, &r)).is_none() {
+                continue;
+            }
+            let mut line = format!("| {} | {} |", r.label, fmt(k, r.unit));
+            let c = self.compare.as_ref().and_then(|c| self.figure(c, &r));
+            if has_c {
+                line += &format!(" {} |", fmt(c, r.unit));
+            }
+            if let Some(t) = &self.torch {
+                let tv = self.figure(t, &r);
+                let ratio = k.zip(tv).map(|(a, b)| a / b);
+                line += &format!(
+                    " {} | {} | {} | {} |",
+                    fmt(tv, r.unit),
+                    ratio.map_or("—".into(), |x| format!("{x:.2}")),
+                    r.target.map_or("".into(), |t| t.text()),
+                    match (r.target, ratio) {
+                        (Some(t), Some(x)) =>
+                            if t.met(x) {
+                                "✓"
+                            } else {
+                                "✗"
+                            },
+                        _ => "",
+                    }
+                );
+            }
+            if has_c {
+                line += &format!(" {} |", k.zip(c).map_or("—".into(), |(a, b)| format!("{:.2}", a / b)));
+            }
+            let _ = writeln!(s, "{line}");
+        }
+
+        // peak memory
+        let steps = [
+            ("step:st", "ST-Adapter"),
+            ("step:aim", "AIM"),
+            ("step:mst", "MST-Adapter"),
+            ("step:full", "Full fine-tuning"),
+            ("step:small", "Small preset"),
+        ];
+        if steps.iter().any(|(c, _)| self.kit.peak_mb.contains_key(*c)) {
+            let _ = writeln!(s, "\nPeak resident memory of each training step's process (MiB):\n");
+            let mut head = "| training step | kit |".to_string();
+            let mut rule = "|---|---:|".to_string();
+            if has_c {
+                head += " kit before |";
+                rule += "---:|";
+            }
+            if has_t {
+                head += " PyTorch | kit ÷ PyTorch | target | met |";
+                rule += "---:|---:|---:|:---:|";
+            }
+            let _ = writeln!(s, "{head}\n{rule}");
+            for (case, name) in steps {
+                let Some(k) = self.kit.peak_mb.get(case) else { continue };
+                let mut line = format!("| {name} | {k:.0} |");
+                if let Some(c) = &self.compare {
+                    line += &c.peak_mb.get(case).map_or(" — |".into(), |v| format!(" {v:.0} |"));
+                }
+                if let Some(t) = &self.torch {
+                    let tv = t.peak_mb.get(case);
+                    let target = ["step:st", "step:aim", "step:mst"].contains(&case).then_some(Target::AtMost(1.0));
+                    let ratio = tv.map(|b| k / b);
+                    line += &format!(
+                        " {} | {} | {} | {} |",
+                        tv.map_or("—".into(), |v| format!("{v:.0}")),
+                        ratio.map_or("—".into(), |x| format!("{x:.2}")),
+                        target.map_or("".into(), |t| t.text()),
+                        match (target, ratio) {
+                            (Some(t), Some(x)) =>
+                                if t.met(x) {
+                                    "✓"
+                                } else {
+                                    "✗"
+                                },
+                            _ => "",
+                        }
+                    );
+                }
+                let _ = writeln!(s, "{line}");
+            }
+        }
+
+        // frozen backbone vs full fine-tuning, the kit against itself
+        if let Some(full) = self.time(&self.kit, "step:full/step") {
+            let _ = writeln!(s, "\nThe kit's frozen-backbone steps against its own full fine-tuning step:\n");
+            let _ = writeln!(s, "| training step | ÷ full fine-tuning | target | met |\n|---|---:|---:|:---:|");
+            for (case, name) in &steps[..3] {
+                if let Some(v) = self.time(&self.kit, &format!("{case}/step")) {
+                    let r = v / full;
+                    let _ = writeln!(s, "| {name} | {r:.2} | ≤ 0.6 | {} |", if r <= 0.6 { "✓" } else { "✗" });
+                }
+            }
+        }
+
+        // GEMM peak
+        let flops = 2.0 * block_macs(8, 197, 768);
+        let mut sides: Vec<(&str, &Side)> = vec![("kit", &self.kit)];
+        if let Some(c) = &self.compare {
+            sides.push(("kit before", c));
+        }
+        if let Some(t) = &self.torch {
+            sides.push(("PyTorch", t));
+        }
+        if sides.iter().any(|(_, x)| x.medians.contains_key("gemm/gflops")) {
+            let _ = writeln!(
+                s,
+                "\nGEMM peak of this machine (best of the block's three GEMM shapes, f32, same library and threads as each side's models) and the share of it the ViT-B/16 block's forward reaches ({:.1} GFLOP: its linear layers and attention products):\n",
+                flops / 1e9
+            );
+            let _ = writeln!(
+                s,
+                "| side | GEMM peak GFLOP/s | block forward GFLOP/s | share of peak |\n|---|---:|---:|---:|"
+            );
+            for (name, x) in sides {
+                let peak = x.medians.get("gemm/gflops");
+                let fwd = self.time(x, "block/forward").map(|t| flops / t / 1e9);
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} |",
+                    peak.map_or("—".into(), |v| format!("{v:.0}")),
+                    fwd.map_or("—".into(), |v| format!("{v:.0}")),
+                    peak.zip(fwd).map_or("—".into(), |(p, f)| format!("{:.0}%", 100.0 * f / p))
+                );
+            }
+        }
+        let _ = writeln!(s, "\nSmall preset: {}.", o.small.describe());
+        s
+    }
+
+    /// Reads a saved report.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The committed run, `book/src/measured/bench.json` under the working directory's checkout.
+    pub fn load_committed() -> anyhow::Result<Self> {
+        Self::load(&crate::repro::book_src_dir()?.join("measured/bench.json"))
+    }
+
+    /// Writes `book/src/measured/bench.json` (the figures), `bench.md` (this report) and
+    /// `book/src/figures/bench_ratios.svg` (its bar chart, [`crate::figures::bench_ratios`]) under
+    /// the working directory's checkout.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let book = crate::repro::book_src_dir()?;
+        crate::io::write_atomic(&book.join("measured/bench.json"), (serde_json::to_string_pretty(self)? + "\n").as_bytes())?;
+        crate::io::write_atomic(&book.join("measured/bench.md"), self.markdown().as_bytes())?;
+        crate::io::write_atomic(&book.join("figures/bench_ratios.svg"), crate::figures::bench_ratios(self).as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ViT-B/16's block on 8 frames: 12·768² MACs per token for the four linear layers plus
+    /// 2·197·768 for QKᵀ and PV, times 8·197 tokens = 11,154,751,488 + 476,884,992 MACs.
+    #[test]
+    fn vit_b16_block_forward_is_11_6_billion_multiply_adds() {
+        assert_eq!(block_macs(8, 197, 768), 1576.0 * 12.0 * 589_824.0 + 1576.0 * 2.0 * 197.0 * 768.0);
+        assert_eq!(block_macs(8, 197, 768), 11_631_636_480.0);
+    }
+
+    /// Day 0 is 1970-01-01; 2024-01-01 is day 19,723, so day 19,782 is 31 + 28 days later, the
+    /// leap day.
+    #[test]
+    fn days_since_1970_become_civil_dates() {
+        assert_eq!(civil(0), "1970-01-01");
+        assert_eq!(civil(19_723), "2024-01-01");
+        assert_eq!(civil(19_782), "2024-02-29");
+        assert_eq!(civil(19_783), "2024-03-01");
+    }
 }

@@ -28,6 +28,7 @@ pub fn all() -> anyhow::Result<Vec<(String, String)>> {
         ("arch_aim.svg".to_string(), arch::aim()),
         ("arch_mst_adapter.svg".to_string(), arch::mst_adapter()),
         ("arch_overview.svg".to_string(), arch::overview()),
+        ("bench_ratios.svg".to_string(), bench_ratios(&crate::bench::Report::load_committed()?)),
     ])
 }
 
@@ -699,6 +700,92 @@ fn measured_vs_published() -> anyhow::Result<String> {
         lx += 120.0;
     }
     Ok(svg.finish())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kit against PyTorch on this machine
+
+/// The committed benchmark run (`book/src/measured/bench.json`): every ratio kit ÷ PyTorch as a
+/// bar, green where its target is met, red where missed, grey without a target; the target as a
+/// black tick and 1 (parity) as a dashed line.
+pub fn bench_ratios(report: &crate::bench::Report) -> String {
+    let data = report.ratios();
+    let (w, row_h, top) = (1000.0, 30.0, 64.0);
+    let h = top + row_h * data.len().max(1) as f64 + 90.0;
+    let mut svg = Svg::new(w, h);
+    svg.text(
+        20.0,
+        26.0,
+        17.0,
+        "start",
+        "bold",
+        &format!("The kit ÷ PyTorch on the same CPU, {} threads ({})", report.opts.threads, report.date),
+    );
+    svg.text(
+        20.0,
+        46.0,
+        12.0,
+        "start",
+        "normal",
+        "time and memory: lower is better; clips/s: higher is better. Black tick: the target",
+    );
+    let hi = (data.iter().map(|d| d.1).fold(1.5f64, f64::max) * 1.1 * 4.0).ceil() / 4.0;
+    let x = Axis { lo: 0.0, hi, p0: 470.0, p1: w - 70.0, log: false };
+    let bottom = top + row_h * data.len() as f64;
+    let step = if hi > 3.0 { 0.5 } else { 0.25 };
+    for i in 0..=(hi / step).round() as usize {
+        let v = i as f64 * step;
+        let px = x.at(v);
+        writeln!(svg.body, "<line x1=\"{px:.1}\" y1=\"{top:.1}\" x2=\"{px:.1}\" y2=\"{bottom:.1}\" stroke=\"#ddd\"/>")
+            .unwrap();
+        svg.text(px, bottom + 18.0, 13.0, "middle", "normal", &fmt_tick(v));
+    }
+    for (i, (label, r, target)) in data.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        let colour = match target.map(|t| t.met(*r)) {
+            Some(true) => "#2ca02c",
+            Some(false) => "#d62728",
+            None => "#999",
+        };
+        svg.text(x.p0 - 8.0, y + 19.0, 12.0, "end", "normal", label);
+        writeln!(
+            svg.body,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {r:.2}</title></rect>",
+            x.p0,
+            y + 5.0,
+            (x.at(*r) - x.p0).max(0.5),
+            row_h - 10.0,
+            esc(label)
+        )
+        .unwrap();
+        let tick = target.map_or(String::new(), |t| format!(" (target {})", t.text()));
+        svg.text(x.at(*r) + 6.0, y + 19.0, 12.0, "start", "normal", &format!("{r:.2}{tick}"));
+        if let Some(t) = target {
+            let tx = x.at(t.value());
+            writeln!(
+                svg.body,
+                "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"2.5\"/>",
+                y + 2.0,
+                y + row_h - 2.0
+            )
+            .unwrap();
+        }
+    }
+    let px = x.at(1.0);
+    writeln!(
+        svg.body,
+        "<line x1=\"{px:.1}\" y1=\"{top:.1}\" x2=\"{px:.1}\" y2=\"{bottom:.1}\" stroke=\"#555\" stroke-dasharray=\"5 4\"/>"
+    )
+    .unwrap();
+    svg.text((x.p0 + x.p1) / 2.0, bottom + 40.0, 14.0, "middle", "normal", "kit ÷ PyTorch");
+    let ly = bottom + 68.0;
+    let mut lx = 20.0;
+    for (label, c) in [("target met", "#2ca02c"), ("target missed", "#d62728"), ("no target", "#999")] {
+        svg.rect((lx, ly - 11.0, 16.0, 14.0), c, c, false);
+        svg.text(lx + 22.0, ly, 13.0, "start", "normal", label);
+        lx += 44.0 + 7.8 * label.chars().count() as f64;
+    }
+    svg.finish()
 }
 
 #[cfg(test)]

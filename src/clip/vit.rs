@@ -22,7 +22,7 @@ use crate::device::{host, tensor, KitDevice, Real};
 use crate::init::{constant, param, Init};
 use crate::input::{ConfigError, Validate};
 use crate::ops::attention::MultiheadAttention;
-use crate::ops::{self, gelu, layer_norm::LayerNorm, promote, quick_gelu, Grid, Linear, SeqAxis};
+use crate::ops::{self, layer_norm::LayerNorm, promote, Grid, Linear, SeqAxis};
 use crate::param::{param_list, Param, Params};
 
 /// The (B·T, L, C) token stream.
@@ -53,23 +53,40 @@ impl<const C: usize, E: Real, D: KitDevice<E>> ResidualAttentionBlock<C, E, D> {
     /// `attn(ln_1(x))` with sequences along `axis`: the tokens of a frame (CLIP) or, reusing the
     /// same weights, the frames of a token position (AIM's T-MSA).
     pub fn attention<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, axis: SeqAxis) -> Tokens<C, E, D, T> {
-        self.attn.forward(self.ln_1.forward(x), axis)
+        self.attn.forward_normed(x, &self.ln_1, axis)
     }
 
     /// `mlp(ln_2(x))`.
     pub fn feed_forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>) -> Tokens<C, E, D, T> {
-        self.mlp.forward(self.ln_2.forward(x))
+        self.mlp.forward_normed(x, &self.ln_2)
     }
 }
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Mlp<C, E, D> {
+    /// `c_proj(act(c_fc(x)))`: (B·T, L, C) → (B·T, L, 4C) → (B·T, L, C), one op ([`ops::mlp`]).
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>) -> Tokens<C, E, D, T> {
-        let h = self.c_fc.forward(x); // (B·T, L, 4C)
-        let h = match self.act {
-            MlpAct::QuickGelu => quick_gelu(h),
-            MlpAct::Gelu => gelu(h),
-        };
-        self.c_proj.forward(h)
+        ops::mlp(x, None, &self.c_fc, self.act(), &self.c_proj, false)
+    }
+
+    /// `mlp(ln(x))`.
+    pub fn forward_normed<T: Tape<E, D>>(
+        &self,
+        x: Tokens<C, E, D, T>,
+        ln: &LayerNorm<Const<C>, E, D>,
+    ) -> Tokens<C, E, D, T> {
+        ops::mlp(x, Some(ln), &self.c_fc, self.act(), &self.c_proj, false)
+    }
+
+    /// `x + mlp(ln(x))`: CLIP's MLP residual branch.
+    pub fn residual<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, ln: &LayerNorm<Const<C>, E, D>) -> Tokens<C, E, D, T> {
+        ops::mlp(x, Some(ln), &self.c_fc, self.act(), &self.c_proj, true)
+    }
+
+    fn act(&self) -> ops::Act {
+        match self.act {
+            MlpAct::QuickGelu => ops::Act::QuickGelu,
+            MlpAct::Gelu => ops::Act::Gelu,
+        }
     }
 }
 // ANCHOR_END: clip_block
@@ -124,8 +141,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Block<C, E, D> for ResidualAttent
 
     fn stage<T: Tape<E, D>>(&self, i: usize, x: Tokens<C, E, D, T>, _grid: Grid, _ctx: &mut Ctx) -> Tokens<C, E, D, T> {
         match i {
-            0 => residual(x, |x| self.attention(x, SeqAxis::Tokens)),
-            _ => residual(x, |x| self.feed_forward(x)),
+            0 => self.attn.residual(x, &self.ln_1, SeqAxis::Tokens), // x + attn(ln_1(x)), one op
+            _ => self.mlp.residual(x, &self.ln_2),                   // x + mlp(ln_2(x)), one op
         }
     }
 

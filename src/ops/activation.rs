@@ -3,13 +3,90 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::simd::{multiversion, sigmoid, CHUNK};
 use crate::device::{host, tensor, KitDevice, Real};
 
-/// Elements per parallel task for the elementwise kernels.
-const CHUNK: usize = 1 << 14;
+/// The activations of the kit's MLPs and adapters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// CLIP's QuickGELU `x·σ(1.702·x)`.
+    QuickGelu,
+    /// The exact GELU `x·Φ(x)`.
+    Gelu,
+}
 
-/// An elementwise op `y = f(x)` whose backward is `dx = gy · f'(x)`; keeps `x` when traced.
-fn elementwise<S, E, D, T>(x: Tensor<S, E, D, T>, f: fn(E) -> E, df: fn(E) -> E) -> Tensor<S, E, D, T>
+const QUICK: f64 = 1.702;
+
+impl Act {
+    #[inline(always)]
+    fn f<E: Real>(self, x: E) -> E {
+        match self {
+            Act::QuickGelu => x * sigmoid(E::of(QUICK) * x),
+            Act::Gelu => E::of(0.5) * x * (E::one() + (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+        }
+    }
+
+    #[inline(always)]
+    fn df<E: Real>(self, x: E) -> E {
+        match self {
+            Act::QuickGelu => {
+                let k = E::of(QUICK);
+                let s = sigmoid(k * x);
+                s + k * x * s * (E::one() - s)
+            }
+            Act::Gelu => {
+                let cdf = E::of(0.5) * (E::one() + (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf());
+                let pdf = (-(x * x) * E::of(0.5)).fast_exp() * E::of(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+                cdf + x * pdf
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// y[i] = f(x[i]).
+    pub(crate) fn act_forward<E: Real>(act: Act, x: &[E], y: &mut [E]) {
+        match act {
+            Act::QuickGelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::QuickGelu.f(x)),
+            Act::Gelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::Gelu.f(x)),
+        }
+    }
+}
+
+multiversion! {
+    /// x[i] ← f(x[i]).
+    pub(crate) fn act_in_place<E: Real>(act: Act, x: &mut [E]) {
+        match act {
+            Act::QuickGelu => x.iter_mut().for_each(|x| *x = Act::QuickGelu.f(*x)),
+            Act::Gelu => x.iter_mut().for_each(|x| *x = Act::Gelu.f(*x)),
+        }
+    }
+}
+
+multiversion! {
+    /// out[i] += g[i] · f'(x[i]).
+    pub(crate) fn act_backward<E: Real>(act: Act, x: &[E], g: &[E], out: &mut [E]) {
+        match act {
+            Act::QuickGelu => {
+                out.iter_mut().zip(g).zip(x).for_each(|((o, &g), &x)| *o += g * Act::QuickGelu.df(x))
+            }
+            Act::Gelu => out.iter_mut().zip(g).zip(x).for_each(|((o, &g), &x)| *o += g * Act::Gelu.df(x)),
+        }
+    }
+}
+
+multiversion! {
+    /// g[i] ← g[i] · f'(x[i]).
+    pub(crate) fn act_backward_in_place<E: Real>(act: Act, x: &[E], g: &mut [E]) {
+        match act {
+            Act::QuickGelu => g.iter_mut().zip(x).for_each(|(g, &x)| *g *= Act::QuickGelu.df(x)),
+            Act::Gelu => g.iter_mut().zip(x).for_each(|(g, &x)| *g *= Act::Gelu.df(x)),
+        }
+    }
+}
+
+/// `y = f(x)` elementwise, multithreaded; the backward is `dx += gy · f'(x)` and keeps `x` when traced.
+pub fn activation<S, E, D, T>(x: Tensor<S, E, D, T>, act: Act) -> Tensor<S, E, D, T>
 where
     S: Shape,
     E: Real,
@@ -19,58 +96,34 @@ where
     let shape = *x.shape();
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let y: Vec<E> = host(&x).par_iter().with_min_len(CHUNK).map(|&v| f(v)).collect();
+    let xv = host(&x);
+    let mut y = vec![E::zero(); xv.len()];
+    y.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(y, x)| act_forward(act, x, y));
     let y = tensor(&dev, y, shape);
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            let xv = host(&x);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                gx.par_iter_mut()
-                    .with_min_len(CHUNK)
-                    .zip(gy.par_iter())
-                    .zip(xv.par_iter())
-                    .for_each(|((g, &d), &v)| *g += d * df(v))
+                gx.par_chunks_mut(CHUNK)
+                    .zip(gy.par_chunks(CHUNK))
+                    .zip(xv.par_chunks(CHUNK))
+                    .for_each(|((o, g), x)| act_backward(act, x, g, o))
             })
         });
     }
     y.put_tape(tape)
 }
 
-fn sigmoid<E: Real>(z: E) -> E {
-    E::one() / (E::one() + (-z).exp())
-}
-
-fn quick_gelu_f<E: Real>(x: E) -> E {
-    x * sigmoid(E::of(1.702) * x)
-}
-
-fn quick_gelu_df<E: Real>(x: E) -> E {
-    let k = E::of(1.702);
-    let s = sigmoid(k * x);
-    s + k * x * s * (E::one() - s)
-}
-
-fn gelu_f<E: Real>(x: E) -> E {
-    E::of(0.5) * x * (E::one() + (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf())
-}
-
-fn gelu_df<E: Real>(x: E) -> E {
-    let cdf = E::of(0.5) * (E::one() + (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf());
-    let pdf = (-(x * x) * E::of(0.5)).exp() * E::of(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-    cdf + x * pdf
-}
-
 /// CLIP's QuickGELU `x·σ(1.702·x)` (the activation inside every CLIP MLP).
 pub fn quick_gelu<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>) -> Tensor<S, E, D, T> {
-    elementwise(x, quick_gelu_f, quick_gelu_df)
+    activation(x, Act::QuickGelu)
 }
 
 /// The exact GELU `x·Φ(x) = x/2·(1 + erf(x/√2))` (torch `nn.GELU()`, AIM's adapters). The tanh
 /// approximation would move AIM's block outputs by ~1e-3 (see the parity fixtures' notes).
 pub fn gelu<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>) -> Tensor<S, E, D, T> {
-    elementwise(x, gelu_f, gelu_df)
+    activation(x, Act::Gelu)
 }
 
 #[cfg(test)]

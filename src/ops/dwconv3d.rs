@@ -132,12 +132,12 @@ where
     let dev = x.device().clone();
 
     // weight as (taps, ch) so the inner loops run over contiguous channels
-    let w_tc = transpose(&host(&weight.value), ch, taps);
+    let w_tc = transpose(&weight.host(), ch, taps);
     let (x, mut tape) = x.split_tape();
     let mut y = vec![E::zero(); frames * plane];
     {
         let xv = host(&x);
-        let bv = host(&bias.value);
+        let bv = bias.host();
         y.par_chunks_mut(plane).enumerate().for_each(|(bt, yp)| {
             let (b, t) = (bt / grid.t, bt % grid.t);
             for h in 0..grid.h {

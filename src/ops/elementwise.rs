@@ -56,7 +56,7 @@ where
 {
     let shape = *base.shape();
     let w: Vec<E> = match weights {
-        Weights::Learned(p) => host(&p.value),
+        Weights::Learned(p) => p.to_vec(),
         Weights::Fixed(v) => v.iter().map(|x| E::of(*x)).collect(),
     };
     assert_eq!(w.len(), terms.len(), "fuse: {} weights for {} terms", w.len(), terms.len());

@@ -1,5 +1,7 @@
 //! Strided matrix products on host slices, through the `gemm` crate (0.19; dfdx 0.13 pins 0.15,
-//! which measured 1.3× slower on our block: `cargo run --release --bin bench_block`).
+//! which measured 1.3× slower on our block), with its `x86-v4` feature: AVX-512 kernels, chosen at
+//! run time on CPUs that have them (twice the GEMM peak of the AVX2 kernels on this machine:
+//! `cargo run --release --bin bench -- --only gemm`).
 //!
 //! A [`Mat`] is a window on a slice: element (i, j) lives at `off + i·rs + j·cs`. Transposing is
 //! swapping the strides, so `x·Wᵀ`, `gyᵀ·x` and the per-head attention products read the packed

@@ -4,6 +4,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::simd::{add_assign, multiversion, rows_per_task, sum, sum_sq_dev, LANES};
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
@@ -32,9 +33,149 @@ crate::impl_params!([X: Dim, E: Real, D: KitDevice<E>] LayerNorm<X, E, D> {
     param "bias" => bias,
 });
 
+multiversion! {
+    /// Per row of `x` (width `c`): `stats[2r] = mean`, `stats[2r + 1] = 1/sqrt(var + eps)` (biased
+    /// variance, two passes), and `y = (x − mean)·rstd·γ + β`.
+    pub(crate) fn ln_forward_rows<E: Real>(
+        x: &[E],
+        c: usize,
+        gamma: &[E],
+        beta: &[E],
+        eps: E,
+        y: &mut [E],
+        stats: &mut [E],
+    ) {
+        let inv_c = E::one() / E::of(c as f64);
+        for ((xr, yr), st) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(stats.chunks_exact_mut(2)) {
+            let mean = sum(xr) * inv_c;
+            let rs = E::one() / (sum_sq_dev(xr, mean) * inv_c + eps).sqrt();
+            for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                *y = (x - mean) * rs * g + b;
+            }
+            st[0] = mean;
+            st[1] = rs;
+        }
+    }
+}
+
+multiversion! {
+    /// `y = (x − mean)·rstd·γ + β` from known statistics (recomputing a LayerNorm's output).
+    pub(crate) fn ln_apply_rows<E: Real>(x: &[E], c: usize, gamma: &[E], beta: &[E], stats: &[E], y: &mut [E]) {
+        for ((xr, yr), st) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(stats.chunks_exact(2)) {
+            let (mean, rs) = (st[0], st[1]);
+            for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                *y = (x - mean) * rs * g + b;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `gx += (g − mean(g) − x̂·mean(g·x̂))·rstd` with `g = gy·γ`, `x̂ = (x − mean)·rstd`, per row.
+    pub(crate) fn ln_backward_rows<E: Real>(x: &[E], c: usize, stats: &[E], gamma: &[E], gy: &[E], gx: &mut [E]) {
+        let inv_c = E::one() / E::of(c as f64);
+        for (((xr, gyr), gxr), st) in
+            x.chunks_exact(c).zip(gy.chunks_exact(c)).zip(gx.chunks_exact_mut(c)).zip(stats.chunks_exact(2))
+        {
+            let (mean, rs) = (st[0], st[1]);
+            let (mut a, mut b) = ([E::zero(); LANES], [E::zero(); LANES]);
+            let mut i = 0;
+            while i + LANES <= c {
+                for l in 0..LANES {
+                    let g = gyr[i + l] * gamma[i + l];
+                    a[l] += g;
+                    b[l] += g * (xr[i + l] - mean);
+                }
+                i += LANES;
+            }
+            let (mut mg, mut mgx) = (E::zero(), E::zero());
+            for j in i..c {
+                let g = gyr[j] * gamma[j];
+                mg += g;
+                mgx += g * (xr[j] - mean);
+            }
+            for l in 0..LANES {
+                mg += a[l];
+                mgx += b[l];
+            }
+            mg *= inv_c;
+            mgx *= inv_c * rs;
+            for j in 0..c {
+                let xh = (xr[j] - mean) * rs;
+                gxr[j] += (gyr[j] * gamma[j] - mg - xh * mgx) * rs;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dγ += Σ_rows gy·x̂`, `dβ += Σ_rows gy` (over the rows of this slice).
+    pub(crate) fn ln_param_grads_rows<E: Real>(x: &[E], c: usize, stats: &[E], gy: &[E], dg: &mut [E], db: &mut [E]) {
+        for ((xr, gyr), st) in x.chunks_exact(c).zip(gy.chunks_exact(c)).zip(stats.chunks_exact(2)) {
+            let (mean, rs) = (st[0], st[1]);
+            for (((dg, db), &x), &g) in dg.iter_mut().zip(db.iter_mut()).zip(xr).zip(gyr) {
+                *dg += g * (x - mean) * rs;
+                *db += g;
+            }
+        }
+    }
+}
+
+/// A LayerNorm's forward on host rows: the output and the per-row (mean, rstd).
+pub(crate) fn ln_forward<E: Real>(xv: &[E], c: usize, gamma: &[E], beta: &[E], eps: E) -> (Vec<E>, Vec<E>) {
+    let rows = xv.len() / c;
+    let (mut y, mut stats) = (vec![E::zero(); xv.len()], vec![E::zero(); 2 * rows]);
+    let n = rows_per_task(c);
+    y.par_chunks_mut(n * c)
+        .zip(stats.par_chunks_mut(2 * n))
+        .zip(xv.par_chunks(n * c))
+        .for_each(|((y, st), x)| ln_forward_rows(x, c, gamma, beta, eps, y, st));
+    (y, stats)
+}
+
+/// The output of a LayerNorm from its input and statistics (for a weight gradient that needs it).
+pub(crate) fn ln_recompute<E: Real>(xv: &[E], c: usize, gamma: &[E], beta: &[E], stats: &[E]) -> Vec<E> {
+    let mut y = vec![E::zero(); xv.len()];
+    let n = rows_per_task(c);
+    y.par_chunks_mut(n * c)
+        .zip(stats.par_chunks(2 * n))
+        .zip(xv.par_chunks(n * c))
+        .for_each(|((y, st), x)| ln_apply_rows(x, c, gamma, beta, st, y));
+    y
+}
+
+/// A LayerNorm's backward: `gx += …` for the output gradient `gy`, and the γ, β gradients when
+/// asked for.
+pub(crate) fn ln_backward<E: Real>(
+    xv: &[E],
+    c: usize,
+    stats: &[E],
+    gamma: &[E],
+    gy: &[E],
+    gx: &mut [E],
+    want_params: bool,
+) -> Option<(Vec<E>, Vec<E>)> {
+    let n = rows_per_task(c);
+    gx.par_chunks_mut(n * c)
+        .zip(gy.par_chunks(n * c))
+        .zip(xv.par_chunks(n * c))
+        .zip(stats.par_chunks(2 * n))
+        .for_each(|(((gx, gy), x), st)| ln_backward_rows(x, c, st, gamma, gy, gx));
+    // Fixed blocks summed in block order (`ordered_sum`): the same bits for any thread count.
+    want_params.then(|| {
+        let sums = super::ordered_sum(gy.len() / c, n, 2 * c, |rows, acc: &mut [E]| {
+            let (dg, db) = acc.split_at_mut(c);
+            let (x, gy) = (&xv[rows.start * c..rows.end * c], &gy[rows.start * c..rows.end * c]);
+            ln_param_grads_rows(x, c, &stats[2 * rows.start..2 * rows.end], gy, dg, db);
+        });
+        let (dg, db) = sums.split_at(c);
+        (dg.to_vec(), db.to_vec())
+    })
+}
+
 /// `y = (x − mean) / sqrt(var + eps) · γ + β` per row. Backward: with `x̂` the normalised input and
 /// `g = gy·γ`, `dx = (g − mean(g) − x̂·mean(g·x̂)) / sqrt(var + eps)`; `dγ = Σ gy·x̂`, `dβ = Σ gy`
-/// (only for trainable γ, β).
+/// (only for trainable γ, β). Keeps the input and two numbers per row for the backward pass.
 pub fn layer_norm<S, X, E, D, T>(x: Tensor<S, E, D, T>, ln: &LayerNorm<X, E, D>) -> Tensor<S, E, D, T>
 where
     S: Rows<Feat = X>,
@@ -46,74 +187,29 @@ where
     let c = x.shape().feat().size();
     assert_eq!(ln.weight.numel(), c, "layer_norm: γ has {} entries for width {c}", ln.weight.numel());
     let shape = *x.shape();
-    let rows = shape.rows();
     let dev = x.device().clone();
-    let eps = E::of(ln.eps);
-    let inv_c = E::one() / E::of(c as f64);
-
     let (x, mut tape) = x.split_tape();
-    let (gamma, beta) = (host(&ln.weight.value), host(&ln.bias.value));
-    let mut xhat = vec![E::zero(); rows * c];
-    let mut rstd = vec![E::zero(); rows];
-    let mut y = vec![E::zero(); rows * c];
-    {
-        let xv = host(&x);
-        xhat.par_chunks_mut(c).zip(rstd.par_iter_mut()).zip(y.par_chunks_mut(c)).zip(xv.par_chunks(c)).for_each(
-            |(((xh, rs), yr), xr)| {
-                let mean = xr.iter().copied().sum::<E>() * inv_c;
-                let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<E>() * inv_c;
-                *rs = E::one() / (var + eps).sqrt();
-                for i in 0..c {
-                    xh[i] = (xr[i] - mean) * *rs;
-                    yr[i] = xh[i] * gamma[i] + beta[i];
-                }
-            },
-        );
-    }
+    let (gamma, beta) = (ln.weight.host(), ln.bias.host());
+    let xv = host(&x);
+    let (y, stats) = ln_forward(&xv, c, &gamma, &beta, E::of(ln.eps));
     let y = tensor(&dev, y, shape);
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let gamma = ln.weight.value.clone();
         let dgamma = ln.weight.trainable.then(|| ln.weight.value.ghost());
         let dbeta = ln.bias.trainable.then(|| ln.bias.value.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            let gam = host(&gamma);
+            let mut params = None;
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                gx.par_chunks_mut(c).zip(gy.par_chunks(c)).zip(xhat.par_chunks(c)).zip(rstd.par_iter()).for_each(
-                    |(((gxr, gyr), xh), &rs)| {
-                        let (mut mg, mut mgx) = (E::zero(), E::zero());
-                        for i in 0..c {
-                            let g = gyr[i] * gam[i];
-                            mg += g;
-                            mgx += g * xh[i];
-                        }
-                        mg *= inv_c;
-                        mgx *= inv_c;
-                        for i in 0..c {
-                            gxr[i] += (gyr[i] * gam[i] - mg - xh[i] * mgx) * rs;
-                        }
-                    },
-                )
+                params = ln_backward(&xv, c, &stats, &gamma, &gy, gx, dgamma.is_some() || dbeta.is_some());
             })?;
-            if dgamma.is_some() || dbeta.is_some() {
-                let sums = super::ordered_sum(gy.len() / c, 64, 2 * c, |rows, acc: &mut [E]| {
-                    let (dg, db) = acc.split_at_mut(c);
-                    for r in rows {
-                        let (gyr, xh) = (&gy[r * c..(r + 1) * c], &xhat[r * c..(r + 1) * c]);
-                        for i in 0..c {
-                            dg[i] += gyr[i] * xh[i];
-                            db[i] += gyr[i];
-                        }
-                    }
-                });
-                let (dg, db) = sums.split_at(c);
+            if let Some((dg, db)) = params {
                 if let Some(t) = &dgamma {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(dg).for_each(|(u, v)| *u += *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &dg))?;
                 }
                 if let Some(t) = &dbeta {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| g.iter_mut().zip(db).for_each(|(u, v)| *u += *v))?;
+                    dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &db))?;
                 }
             }
             Ok(())

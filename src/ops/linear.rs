@@ -1,9 +1,14 @@
 //! Linear layers: `y = x·Wᵀ + b` over the last axis, with the weight gradient computed only for
 //! trainable weights.
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
+use rayon::prelude::*;
+
 use super::gemm::{matmul, Mat, MatMut, Threads};
+use super::simd::{add_assign, rows_per_task};
 use super::{stats, Rows};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
@@ -61,7 +66,7 @@ where
 {
     let want_dw = weight.trainable;
     let want_db = bias.is_some_and(|b| b.trainable);
-    linear_impl(x, &weight.value, bias.map(|b| &b.value), want_dw, want_db)
+    linear_impl(x, (&weight.value, weight.host()), bias.map(|b| (&b.value, b.host())), want_dw, want_db)
 }
 
 /// A frozen linear layer: the backward pass computes the input gradient only. No gradient buffer
@@ -79,14 +84,72 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
-    linear_impl(x, weight, bias, false, false)
+    linear_impl(x, (weight, Arc::new(host(weight))), bias.map(|b| (b, Arc::new(host(b)))), false, false)
 }
 // ANCHOR_END: linear
 
+/// `y = x·Wᵀ + b` on host rows, or `y += x·Wᵀ + b` when `accumulate`: x (rows, n_in), W (n_out, n_in),
+/// y (rows, n_out).
+pub(crate) fn affine<E: Real>(
+    y: &mut [E],
+    x: &[E],
+    w: &[E],
+    b: Option<&[E]>,
+    n_in: usize,
+    n_out: usize,
+    accumulate: bool,
+) {
+    let rows = y.len() / n_out.max(1);
+    if let Some(b) = b {
+        y.par_chunks_mut(rows_per_task(n_out) * n_out).for_each(|ch| {
+            for row in ch.chunks_exact_mut(n_out) {
+                if accumulate {
+                    add_assign(row, b)
+                } else {
+                    row.copy_from_slice(b)
+                }
+            }
+        });
+    }
+    matmul(
+        MatMut::new(y, rows, n_out),
+        Mat::new(x, rows, n_in),
+        Mat::new(w, n_out, n_in).t(),
+        accumulate || b.is_some(),
+        Threads::All,
+    );
+}
+
+/// The sums over rows of `g` (rows, n): a bias gradient.
+pub(crate) fn column_sums<E: Real>(g: &[E], n: usize) -> Vec<E> {
+    // Fixed blocks summed in block order (`ordered_sum`): the same bits for any thread count.
+    super::ordered_sum(g.len() / n.max(1), rows_per_task(n), n, |rows, acc: &mut [E]| {
+        for row in g[rows.start * n..rows.end * n].chunks_exact(n) {
+            add_assign(acc, row);
+        }
+    })
+}
+
+/// `gW += gyᵀ·x`: gW (n_out, n_in), gy (rows, n_out), x (rows, n_in). Counted in [`stats`].
+pub(crate) fn weight_grad<E: Real>(gw: &mut [E], gy: &[E], x: &[E], n_in: usize, n_out: usize) {
+    stats::count_weight_grad_product();
+    let rows = gy.len() / n_out.max(1);
+    matmul(MatMut::new(gw, n_out, n_in), Mat::new(gy, rows, n_out).t(), Mat::new(x, rows, n_in), true, Threads::All);
+}
+
+/// `gx = gy·W` (or `gx += gy·W` when `accumulate`): gx (rows, n_in), gy (rows, n_out), W (n_out, n_in).
+pub(crate) fn input_grad<E: Real>(gx: &mut [E], gy: &[E], w: &[E], n_in: usize, n_out: usize, accumulate: bool) {
+    let rows = gy.len() / n_out.max(1);
+    matmul(MatMut::new(gx, rows, n_in), Mat::new(gy, rows, n_out), Mat::new(w, n_out, n_in), accumulate, Threads::All);
+}
+
+/// A tensor and its values on the host.
+type WithHost<'a, S, E, D> = (&'a Tensor<S, E, D>, Arc<Vec<E>>);
+
 fn linear_impl<S, I, O, E, D, T>(
     x: Tensor<S, E, D, T>,
-    weight: &Tensor<(O, I), E, D>,
-    bias: Option<&Tensor<(O,), E, D>>,
+    weight: WithHost<(O, I), E, D>,
+    bias: Option<WithHost<(O,), E, D>>,
     want_dw: bool,
     want_db: bool,
 ) -> Tensor<S::With<O>, E, D, T>
@@ -98,6 +161,7 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
+    let (weight, wv) = weight;
     let (o_dim, i_dim) = *weight.shape();
     let (n_out, n_in) = (o_dim.size(), i_dim.size());
     assert_eq!(x.shape().feat().size(), n_in, "linear: input width differs from weight (out {n_out}, in {n_in})");
@@ -106,61 +170,25 @@ where
     let dev = x.device().clone();
 
     let (x, mut tape) = x.split_tape();
-    let y = {
-        let xv = host(&x);
-        let wv = host(weight);
-        let mut y = match bias {
-            Some(b) => host(b).repeat(rows),
-            None => vec![E::zero(); rows * n_out],
-        };
-        matmul(
-            MatMut::new(&mut y, rows, n_out),
-            Mat::new(&xv, rows, n_in),
-            Mat::new(&wv, n_out, n_in).t(),
-            bias.is_some(),
-            Threads::All,
-        );
-        tensor(&dev, y, out_shape)
-    };
+    let xv = host(&x);
+    let mut y = vec![E::zero(); rows * n_out];
+    affine(&mut y, &xv, &wv, bias.as_ref().map(|(_, b)| &b[..]), n_in, n_out, false);
+    let y = tensor(&dev, y, out_shape);
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let w = weight.clone();
-        let b_ghost = bias.filter(|_| want_db).map(|b| b.ghost());
-        let x_kept = want_dw.then_some(x);
+        let w_ghost = weight.ghost();
+        let b_ghost = bias.filter(|_| want_db).map(|(b, _)| b.ghost());
+        let x_kept = want_dw.then_some(xv);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            let wv = host(&w);
-            dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                matmul(
-                    MatMut::new(gx, rows, n_in),
-                    Mat::new(&gy, rows, n_out),
-                    Mat::new(&wv, n_out, n_in),
-                    true,
-                    Threads::All,
-                )
-            })?;
-            if let Some(x) = x_kept {
-                stats::count_weight_grad_product();
-                let xv = host(&x);
-                dev.update(grads.get_or_alloc_mut(&w)?, |gw| {
-                    matmul(
-                        MatMut::new(gw, n_out, n_in),
-                        Mat::new(&gy, rows, n_out).t(),
-                        Mat::new(&xv, rows, n_in),
-                        true,
-                        Threads::All,
-                    )
-                })?;
+            dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| input_grad(gx, &gy, &wv, n_in, n_out, true))?;
+            if let Some(xv) = x_kept {
+                dev.update(grads.get_or_alloc_mut(&w_ghost)?, |gw| weight_grad(gw, &gy, &xv, n_in, n_out))?;
             }
             if let Some(b_ghost) = b_ghost {
-                dev.update(grads.get_or_alloc_mut(&b_ghost)?, |gb| {
-                    for row in gy.chunks_exact(n_out) {
-                        for (g, v) in gb.iter_mut().zip(row) {
-                            *g += *v;
-                        }
-                    }
-                })?;
+                let sums = column_sums(&gy, n_out);
+                dev.update(grads.get_or_alloc_mut(&b_ghost)?, |gb| add_assign(gb, &sums))?;
             }
             Ok(())
         });

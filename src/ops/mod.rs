@@ -23,12 +23,14 @@ pub mod grid;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
+pub mod mlp;
+pub mod simd;
 pub mod tokens;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
 
-pub use activation::{gelu, quick_gelu};
+pub use activation::{activation, gelu, quick_gelu, Act};
 pub use attention::{self_attention, SeqAxis};
 pub use dwconv3d::{dwconv3d, Kernel3};
 pub use elementwise::{add, drop_rows, dropout, fuse, mean_over_frames, scale, Weights};
@@ -36,6 +38,7 @@ pub use grid::Grid;
 pub use layer_norm::layer_norm;
 pub use linear::{frozen_linear, linear, Linear};
 pub use loss::cross_entropy;
+pub use mlp::mlp;
 pub use tokens::{
     add_to_patches, average_cls, cls_shift, cls_tokens, embed_tokens, patch_tokens, set_prompts, temporal_shift, Shift,
 };

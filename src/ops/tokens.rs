@@ -155,9 +155,9 @@ where
     let mut y = vec![E::zero(); n * l * c];
     {
         let pv = host(&patches);
-        let cls = host(&class_embedding.value);
-        let pos = host(&positional_embedding.value);
-        let tem = temporal_embedding.map(|t| host(&t.value));
+        let cls = class_embedding.host();
+        let pos = positional_embedding.host();
+        let tem = temporal_embedding.map(|t| t.host());
         y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
             yr[..c].copy_from_slice(&cls);
             yr[c..].copy_from_slice(&pv[r * p * c..(r + 1) * p * c]);
@@ -354,7 +354,7 @@ pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let xv = host(&x);
-    let pv = host(&prompts.value);
+    let pv = prompts.host();
     let mut y = vec![E::zero(); n * l2 * c];
     for r in 0..n {
         let (src, dst) = (&xv[r * l * c..(r + 1) * l * c], &mut y[r * l2 * c..(r + 1) * l2 * c]);
