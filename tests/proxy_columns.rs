@@ -100,11 +100,12 @@ fn cache_key_names_method_task_budget_and_seed() {
 
 /// The book's proxy pages (`book/src/measured/proxy_*.md`, written by the binaries with
 /// `--format markdown`, commands in the chapter "The embedded CPU benchmark") show each table's
-/// proxy columns and one line per claim, every one of them reproduced at the default seeds.
+/// proxy columns and one line per claim: the central claims reproduced at the default seeds, the
+/// two rankings by a fraction of a point not.
 #[test]
 fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
-    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2", "st_table7_kernel"] {
+    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2", "st_table7_kernel", "mst_table4_cls_shift"] {
         let t = proxy::table(name).unwrap();
         let path = book.join(format!("proxy_{name}.md"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
@@ -115,8 +116,9 @@ fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
                 .find(|l| l.contains(&format!("**claim {}**", i + 1)))
                 .unwrap_or_else(|| panic!("{name}: claim {} missing", i + 1));
             assert!(line.contains(&c.text.replace('|', "\\|")), "{name}: claim {} is not `{}`", i + 1, c.text);
-            // the front door's ranking claim is the one the proxy cannot reproduce (a tie)
-            let want = !(name == "table1_k400" && i == 1);
+            // the rankings by a fraction of a point are what the proxy cannot reproduce: the front
+            // door's MST-Adapter above ST-Adapter (a tie) and the [CLS] shift (within the seed spread)
+            let want = !matches!((name, i), ("table1_k400", 1) | ("mst_table4_cls_shift", 0));
             assert_eq!(line.contains("— reproduced"), want, "{name}: {line}");
         }
     }

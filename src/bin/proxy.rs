@@ -85,7 +85,7 @@ enum Cmd {
     Bench {
         #[arg(long, default_value = "motion")]
         task: String,
-        /// linear, full, houlsby, st, st133, st111, aim, mst (comma-separated)
+        /// linear, full, houlsby, st, st133, st111, aim, mst, mst-noshift (comma-separated)
         #[arg(long, default_value = "linear,st,aim,mst")]
         method: String,
         #[arg(long, default_value = "1,2,3")]
@@ -106,7 +106,7 @@ enum Cmd {
         shape: Shape,
         #[arg(long, default_value = "motion")]
         task: String,
-        /// linear, full, houlsby, st, st133, st111, aim, mst (comma-separated)
+        /// linear, full, houlsby, st, st133, st111, aim, mst, mst-noshift (comma-separated)
         #[arg(long, default_value = "st")]
         method: String,
         #[arg(long, default_value = "1,2,3")]
@@ -269,6 +269,7 @@ fn parse_method(m: &str) -> anyhow::Result<Method> {
         "st111" => Method::StAdapter(Kernel3::new(1, 1, 1)),
         "aim" => Method::Aim,
         "mst" => Method::MstAdapter,
+        "mst-noshift" => Method::MstAdapterNoShift,
         m => anyhow::bail!("unknown method `{m}`"),
     })
 }

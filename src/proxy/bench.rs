@@ -3,7 +3,7 @@
 //! on generated clips, and cached on disk so that a second table run takes seconds.
 //!
 //! Cache: `$XDG_CACHE_HOME/video-adapters/proxy/` (or `~/.cache/video-adapters/proxy/`; with
-//! neither variable, `target/proxy-cache/` under the crate), one JSON file per run named by the
+//! neither variable, `video-adapters-proxy/` in the temporary folder), one JSON file per run named by the
 //! SHA-256 of everything that decides its numbers: [`BENCH_VERSION`], the model config (the
 //! preset), the task, the geometry, the budget, the seed and the backbone file's hash.
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::source::{SynthEval, SynthTrain};
 use super::synth::{Dataset, Geometry, Task, MOTION_CLASSES};
-use super::{backbone, backbone_path, build_with_dropout, load_backbone, Method};
+use super::{backbone, build_with_dropout, load_backbone, Method};
 use crate::clip::weights::is_clip_key;
 use crate::optim::AdamWCfg;
 use crate::recipe::{NoDecay, Recipe, Scaled};
@@ -129,18 +129,30 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(h).join(".cache/video-adapters/proxy");
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/proxy-cache")
+    std::env::temp_dir().join("video-adapters-proxy")
 }
 
-/// SHA-256 of the committed backbone file (read once).
+/// The committed backbone (`fixtures/proxy/backbone.safetensors`, 0.9 MB), embedded in every binary
+/// that runs the benchmark, so that the tables run outside the checkout they were built in.
+pub const BACKBONE: &[u8] = include_bytes!("../../fixtures/proxy/backbone.safetensors");
+
+/// The embedded backbone as a file (the kit's loader reads files): written once into the cache
+/// folder under its hash.
+pub fn backbone_file() -> anyhow::Result<PathBuf> {
+    let dir = default_cache_dir();
+    let path = dir.join(format!("backbone-{}.safetensors", &backbone_sha()?[..16]));
+    if !path.is_file() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("creating the proxy cache {}: {e}", dir.display()))?;
+        crate::io::write_atomic(&path, BACKBONE)?;
+    }
+    Ok(path)
+}
+
+/// SHA-256 of the embedded backbone (computed once).
 pub fn backbone_sha() -> anyhow::Result<String> {
     static SHA: OnceLock<String> = OnceLock::new();
-    if let Some(s) = SHA.get() {
-        return Ok(s.clone());
-    }
-    let path = backbone_path();
-    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    Ok(SHA.get_or_init(|| crate::testing::sha256_hex(&bytes)).clone())
+    Ok(SHA.get_or_init(|| crate::testing::sha256_hex(BACKBONE)).clone())
 }
 
 /// The training and test splits of a task (generated once per process).
@@ -171,7 +183,7 @@ pub fn run(key: &RunKey, progress: bool) -> anyhow::Result<RunResult> {
     let (t0, c0) = (Instant::now(), process_cpu_seconds());
     let cfg = key.cfg();
     let mut model = build_with_dropout(&cfg, HEAD_DROPOUT, key.seed)?;
-    load_backbone(model.as_mut(), &cfg, &backbone_path())?;
+    load_backbone(model.as_mut(), &cfg, &backbone_file()?)?;
     let tunable: u64 = model.params().iter().filter(|p| p.trainable).map(|p| p.numel as u64).sum();
     let (train, test) = splits(key.task, &key.budget);
     let b = key.budget;

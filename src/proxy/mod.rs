@@ -65,6 +65,8 @@ pub enum Method {
     Aim,
     /// MST-Adapter (the kit's assumptions: branches 3/5/7×1×1, dense 1×1×1, [CLS] shift).
     MstAdapter,
+    /// MST-Adapter without its [CLS] token shift (MST-Adapter Table 4, "w/o shift").
+    MstAdapterNoShift,
 }
 
 impl Method {
@@ -79,6 +81,7 @@ impl Method {
             Method::StAdapter(k) => format!("ST-Adapter {k}"),
             Method::Aim => "AIM".into(),
             Method::MstAdapter => "MST-Adapter".into(),
+            Method::MstAdapterNoShift => "MST-Adapter w/o shift".into(),
         }
     }
 
@@ -116,14 +119,19 @@ impl Method {
                 blocks: Blocks::Last(layers),
                 ..AimCfg::vitclip_base_k400()
             }),
-            Method::MstAdapter => ModelCfg::MstAdapter(MstAdapterCfg {
-                clip: clip.clone(),
-                num_classes: classes,
-                frames,
-                adapter_width: w,
-                blocks: Blocks::Last(layers),
-                ..MstAdapterCfg::vit_b16_k400()
-            }),
+            Method::MstAdapter | Method::MstAdapterNoShift => {
+                let base = MstAdapterCfg::vit_b16_k400();
+                let cls_shift = if *self == Method::MstAdapter { base.cls_shift } else { None };
+                ModelCfg::MstAdapter(MstAdapterCfg {
+                    clip: clip.clone(),
+                    num_classes: classes,
+                    frames,
+                    adapter_width: w,
+                    blocks: Blocks::Last(layers),
+                    cls_shift,
+                    ..base
+                })
+            }
         }
     }
 }
