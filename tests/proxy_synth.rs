@@ -41,7 +41,7 @@ fn rng_is_splitmix64() {
 }
 
 /// Each label is decided as the task says: the shapes task names shape × colour × texture; the
-/// appearance task's label is the object's shape (its motion, colour and texture vary within a
+/// appearance task's label is the object's colour (its motion, shape and texture vary within a
 /// class); the motion task's label is the motion and its direction in time.
 #[test]
 fn each_label_is_decided_by_what_its_task_says() {
@@ -53,7 +53,7 @@ fn each_label_is_decided_by_what_its_task_says() {
     let mut motions_per_class = vec![BTreeSet::new(); 8];
     for i in 0..400u64 {
         let (scene, reversed, label) = Task::Appearance.scene(G, 5, i);
-        assert_eq!(scene.objects[0].shape, label);
+        assert_eq!(scene.objects[0].colour, label);
         motions_per_class[label].insert((format!("{:?}", scene.motion), reversed));
     }
     assert!(motions_per_class.iter().all(|m| m.len() >= 6), "{motions_per_class:?}");

@@ -22,7 +22,7 @@ use video_adapters::ops::Kernel3;
 use video_adapters::optim::{AdamW, AdamWCfg};
 use video_adapters::proxy::synth::{contact_sheet, Dataset, Geometry, Rng, Task, MOTION_CLASSES};
 use video_adapters::proxy::{self, Method};
-use video_adapters::registry::{ModelCfg, VideoModel};
+use video_adapters::registry::VideoModel;
 use video_adapters::Ctx;
 
 #[derive(Parser)]
@@ -40,7 +40,7 @@ struct Shape {
     patch: usize,
     #[arg(long, default_value_t = 4, value_parser = count(1..=64))]
     layers: usize,
-    #[arg(long, default_value_t = 8, value_parser = count(1..=256))]
+    #[arg(long, default_value_t = 4, value_parser = count(1..=256))]
     frames: usize,
 }
 
@@ -57,7 +57,7 @@ impl Shape {
 enum Cmd {
     /// PNG contact sheets of every task (a few clips per class).
     Sheets {
-        #[arg(long, default_value = "fixtures/proxy")]
+        #[arg(long, default_value = "book/src/figures")]
         out: PathBuf,
         #[arg(long, default_value_t = 2, value_parser = count(1..=100))]
         per_class: usize,
@@ -80,13 +80,33 @@ enum Cmd {
         #[arg(long)]
         init: Option<PathBuf>,
     },
+    /// Runs the benchmark itself (the kit's trainer and evaluator, the default budgets, the cache):
+    /// one JSON line per run, then mean ± std per method.
+    Bench {
+        #[arg(long, default_value = "motion")]
+        task: String,
+        /// linear, full, houlsby, st, st133, st111, aim, mst, mst-noshift (comma-separated)
+        #[arg(long, default_value = "linear,st,aim,mst")]
+        method: String,
+        #[arg(long, default_value = "1,2,3")]
+        seeds: String,
+        /// scales the default steps
+        #[arg(long, default_value_t = 1.0)]
+        budget: f64,
+        /// peak learning rate instead of the default
+        #[arg(long)]
+        lr: Option<f64>,
+        /// do not read or write the cache
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Trains methods on a task from the pre-trained backbone; one JSON line per run.
     Study {
         #[command(flatten)]
         shape: Shape,
         #[arg(long, default_value = "motion")]
         task: String,
-        /// linear, full, houlsby, st, st133, st111, aim, mst (comma-separated)
+        /// linear, full, houlsby, st, st133, st111, aim, mst, mst-noshift (comma-separated)
         #[arg(long, default_value = "st")]
         method: String,
         #[arg(long, default_value = "1,2,3")]
@@ -112,6 +132,9 @@ enum Cmd {
         /// the head's dropout (the papers' 0.5 unless given)
         #[arg(long)]
         dropout: Option<f64>,
+        /// motion task: a scene of its own for every training clip (the test split stays paired)
+        #[arg(long)]
+        unpaired: bool,
     },
 }
 
@@ -128,7 +151,7 @@ fn cli(args: Args) -> anyhow::Result<()> {
             for task in [Task::Shapes, Task::Appearance, Task::Motion] {
                 let (g, n) =
                     if task == Task::Shapes { (Geometry::PROXY.still(), 8) } else { (Geometry::PROXY, per_class) };
-                let path = out.join(format!("sheet_{}.png", task.name()));
+                let path = out.join(format!("proxy_sheet_{}.png", task.name()));
                 let seed = 7;
                 if task == Task::Shapes {
                     shapes_sheet(g, seed, &path)?;
@@ -141,6 +164,46 @@ fn cli(args: Args) -> anyhow::Result<()> {
         }
         Cmd::Pretrain { shape, steps, batch, lr, seed, out, init } => {
             pretrain(&shape, steps, batch, lr, seed, &out, init.as_deref())
+        }
+        Cmd::Bench { task, method, seeds, budget, lr, no_cache } => {
+            use video_adapters::proxy::bench;
+            let task = parse_task(&task)?;
+            anyhow::ensure!(budget.is_finite() && budget > 0.0, "--budget must be positive, is {budget}");
+            let mut b = bench::Budget::default_for(task).scaled(budget);
+            if let Some(lr) = lr {
+                anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number, is {lr}");
+                b.lr = lr;
+            }
+            let seeds: Vec<u64> = seeds
+                .split(',')
+                .map(|s| s.trim().parse().map_err(|e| anyhow::anyhow!("--seeds `{s}`: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+            let methods: Vec<Method> = method.split(',').map(parse_method).collect::<anyhow::Result<_>>()?;
+            let keys: Vec<bench::RunKey> = methods
+                .iter()
+                .flat_map(|&m| seeds.iter().map(move |&seed| bench::RunKey { method: m, task, budget: b, seed }))
+                .collect();
+            let cache = bench::default_cache_dir();
+            let results = bench::run_all(&keys, (!no_cache).then_some(cache.as_path()), true)?;
+            for r in &results {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            for m in &methods {
+                let of = |f: &dyn Fn(&bench::RunResult) -> Option<f64>| {
+                    let v: Vec<f64> = results.iter().filter(|r| r.key.method == *m).filter_map(f).collect();
+                    video_adapters::proxy::claims::mean_std(&v)
+                };
+                let fmt = |x: Option<(f64, f64)>| x.map_or("—".into(), |(m, s)| format!("{m:.1} ± {s:.1}"));
+                println!(
+                    "{:<20} top-1 {:>12}  kind {:>12}  direction {:>12}  wall {:>8} s",
+                    m.name(),
+                    fmt(of(&|r| Some(r.top1))),
+                    fmt(of(&|r| r.kind)),
+                    fmt(of(&|r| r.direction)),
+                    fmt(of(&|r| Some(r.wall_seconds)))
+                );
+            }
+            Ok(())
         }
         Cmd::Study {
             shape,
@@ -156,6 +219,7 @@ fn cli(args: Args) -> anyhow::Result<()> {
             backbone,
             eval_at,
             dropout,
+            unpaired,
         } => {
             let eval_at: Vec<usize> = eval_at
                 .split(',')
@@ -166,14 +230,10 @@ fn cli(args: Args) -> anyhow::Result<()> {
                 anyhow::ensure!((0.0..1.0).contains(&d), "--dropout must lie in [0, 1), is {d}");
             }
             anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number, is {lr}");
-            let task = match task.as_str() {
-                "motion" => Task::Motion,
-                "appearance" => Task::Appearance,
-                t => anyhow::bail!("unknown task `{t}` (motion, appearance)"),
-            };
+            let task = parse_task(&task)?;
             let g = shape.geometry();
             let t0 = Instant::now();
-            let train = Dataset::generate(task, g, train_n, 1000);
+            let train = Dataset::generate_range_paired(task, g, 0, train_n, 1000, !unpaired);
             let test = Dataset::generate(task, g, test_n, 2000);
             eprintln!("data: {} + {} clips in {:.1} s", train_n, test_n, t0.elapsed().as_secs_f64());
             let backbone = backbone.unwrap_or_else(proxy::backbone_path);
@@ -191,6 +251,14 @@ fn cli(args: Args) -> anyhow::Result<()> {
     }
 }
 
+fn parse_task(t: &str) -> anyhow::Result<Task> {
+    Ok(match t {
+        "motion" => Task::Motion,
+        "appearance" => Task::Appearance,
+        t => anyhow::bail!("unknown task `{t}` (motion, appearance)"),
+    })
+}
+
 fn parse_method(m: &str) -> anyhow::Result<Method> {
     Ok(match m.trim() {
         "linear" => Method::LinearProbe,
@@ -201,6 +269,7 @@ fn parse_method(m: &str) -> anyhow::Result<Method> {
         "st111" => Method::StAdapter(Kernel3::new(1, 1, 1)),
         "aim" => Method::Aim,
         "mst" => Method::MstAdapter,
+        "mst-noshift" => Method::MstAdapterNoShift,
         m => anyhow::bail!("unknown method `{m}`"),
     })
 }
@@ -334,35 +403,6 @@ fn shape_accuracy(model: &dyn VideoModel, data: &Dataset) -> f64 {
     ok as f64 / data.len() as f64
 }
 
-/// The model of `cfg` (width 64) with the head's dropout set to `d`.
-fn build_with_dropout(cfg: &ModelCfg, d: f64, seed: u64) -> anyhow::Result<Box<dyn VideoModel>> {
-    let (dev, mut init) = (Cpu::default(), Init::seeded(seed));
-    anyhow::ensure!(cfg.clip().width == 64, "--dropout is compiled for width 64");
-    Ok(match cfg {
-        ModelCfg::StAdapter(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
-            m.dropout = d;
-            Box::new(m)
-        }
-        ModelCfg::MstAdapter(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
-            m.dropout = d;
-            Box::new(m)
-        }
-        ModelCfg::Aim(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
-            m.cls_head.dropout = d;
-            Box::new(m)
-        }
-        ModelCfg::Benchmark(c) => {
-            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
-            m.dropout = d;
-            Box::new(m)
-        }
-        ModelCfg::ClipBaseline(_) => anyhow::bail!("no study method uses the plain baseline"),
-    })
-}
-
 #[derive(serde::Serialize)]
 struct RunResult {
     dropout: Option<f64>,
@@ -411,7 +451,7 @@ fn run(
     let cfg = m.cfg(&shape.clip(), task.num_classes(), shape.frames);
     let mut model = match dropout {
         None => cfg.build(&dev, &mut Init::seeded(seed))?,
-        Some(d) => build_with_dropout(&cfg, d, seed)?,
+        Some(d) => proxy::build_with_dropout(&cfg, d, seed)?,
     };
     // `--backbone none`: a randomly initialised frozen encoder (a control)
     if backbone.as_os_str() != "none" {

@@ -4,6 +4,9 @@
 //! The methods are the kit's own presets (the same code as the ViT-B/16 models); only the widths,
 //! depths and data differ. The numbers behind every choice here are in `fixtures/proxy/STUDY.md`.
 
+pub mod bench;
+pub mod claims;
+pub mod source;
 pub mod synth;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use crate::clip::weights::{is_clip_key, KeyMap, LoadReport};
 use crate::clip::Blocks;
 use crate::clip::{ClipCfg, MlpAct};
 use crate::context::Ctx;
+use crate::init::Init;
 use crate::mst_adapter::MstAdapterCfg;
 use crate::ops::Kernel3;
 use crate::registry::{BaselineCfg, ModelCfg, VideoModel};
@@ -61,6 +65,8 @@ pub enum Method {
     Aim,
     /// MST-Adapter (the kit's assumptions: branches 3/5/7×1×1, dense 1×1×1, [CLS] shift).
     MstAdapter,
+    /// MST-Adapter without its [CLS] token shift (MST-Adapter Table 4, "w/o shift").
+    MstAdapterNoShift,
 }
 
 impl Method {
@@ -75,6 +81,7 @@ impl Method {
             Method::StAdapter(k) => format!("ST-Adapter {k}"),
             Method::Aim => "AIM".into(),
             Method::MstAdapter => "MST-Adapter".into(),
+            Method::MstAdapterNoShift => "MST-Adapter w/o shift".into(),
         }
     }
 
@@ -112,14 +119,19 @@ impl Method {
                 blocks: Blocks::Last(layers),
                 ..AimCfg::vitclip_base_k400()
             }),
-            Method::MstAdapter => ModelCfg::MstAdapter(MstAdapterCfg {
-                clip: clip.clone(),
-                num_classes: classes,
-                frames,
-                adapter_width: w,
-                blocks: Blocks::Last(layers),
-                ..MstAdapterCfg::vit_b16_k400()
-            }),
+            Method::MstAdapter | Method::MstAdapterNoShift => {
+                let base = MstAdapterCfg::vit_b16_k400();
+                let cls_shift = if *self == Method::MstAdapter { base.cls_shift } else { None };
+                ModelCfg::MstAdapter(MstAdapterCfg {
+                    clip: clip.clone(),
+                    num_classes: classes,
+                    frames,
+                    adapter_width: w,
+                    blocks: Blocks::Last(layers),
+                    cls_shift,
+                    ..base
+                })
+            }
         }
     }
 }
@@ -196,4 +208,38 @@ pub fn predictions(model: &dyn VideoModel, data: &Dataset, batch: usize) -> Vec<
         }
     }
     out
+}
+
+/// The model of `cfg` (a method on the proxy backbone, width 64) with the head's dropout set to
+/// `d` (the presets' 0.5 is the papers'; the benchmark runs without it, `STUDY.md`).
+pub fn build_with_dropout(cfg: &ModelCfg, d: f64, seed: u64) -> anyhow::Result<Box<dyn VideoModel>> {
+    let (dev, mut init) = (Cpu::default(), Init::seeded(seed));
+    anyhow::ensure!(cfg.clip().width == 64, "the proxy's models are compiled for width 64, not {}", cfg.clip().width);
+    Ok(match cfg {
+        ModelCfg::StAdapter(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::MstAdapter(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::Aim(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.cls_head.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::Benchmark(c) => {
+            let mut m = c.build::<64, f32, Cpu>(&dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+        ModelCfg::ClipBaseline(c) => {
+            let mut m = crate::clip::FrameBaseline::<64, f32, Cpu>::build(&c.clip, c.num_classes, &dev, &mut init)?;
+            m.dropout = d;
+            Box::new(m)
+        }
+    })
 }

@@ -99,6 +99,15 @@ pub struct Args {
     /// Timed repetitions per model for the measured cost tables (after one warm-up): 1 to 100.
     #[arg(long, default_value_t = 3, value_parser = crate::input::count(1..=100))]
     pub reps: usize,
+    /// Skip the embedded CPU benchmark (the "proxy" columns and the claims under the table).
+    #[arg(long)]
+    pub no_proxy: bool,
+    /// Scale the proxy runs' training steps (1: the default budgets; 0.3: a quick look).
+    #[arg(long)]
+    pub proxy_budget: Option<f64>,
+    /// Seeds of the proxy runs, comma-separated (default 1,2,3).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
 }
 
 const ABOUT: &str = "Reproduce one published table side by side with what this kit computes.
@@ -147,6 +156,9 @@ pub enum Kind {
     /// Measured on this machine, or derived from the paper's figures next to a measurement; the
     /// string is the column's own header ("step s (here)", "time ÷ … (pub)").
     Measured(String),
+    /// The same method on the embedded CPU benchmark (`repro::proxy`): a stand-in task, never
+    /// comparable with the published figure.
+    Proxy,
 }
 
 impl Kind {
@@ -159,6 +171,7 @@ impl Kind {
             Kind::Delta => "Δ",
             Kind::Mark => "mark",
             Kind::Measured(h) => h,
+            Kind::Proxy => "proxy",
         }
     }
 }
@@ -185,7 +198,7 @@ impl Column {
     /// The one-line header ("Params (M) pub", "Δ", "views").
     pub fn header(&self) -> String {
         match (&self.quantity, &self.kind) {
-            (Some(q), Kind::Published | Kind::Ours) => format!("{q} {}", self.kind.label()),
+            (Some(q), Kind::Published | Kind::Ours | Kind::Proxy) => format!("{q} {}", self.kind.label()),
             _ => self.kind.label().to_string(),
         }
     }
@@ -221,6 +234,12 @@ pub enum Value {
     },
     /// Text the kit produces (ST-Adapter Table 8's settings).
     Text(String),
+    /// Mean ± standard deviation over `runs` runs (the proxy columns), one decimal.
+    MeanStd {
+        mean: f64,
+        std: f64,
+        runs: usize,
+    },
 }
 
 impl Value {
@@ -229,6 +248,7 @@ impl Value {
         match self {
             Value::Printed(Some(Cell::Num(v))) | Value::Count(v) | Value::Delta(v) => Some(*v),
             Value::Fixed { value, .. } => *value,
+            Value::MeanStd { mean, .. } => Some(*mean),
             _ => None,
         }
     }
@@ -246,6 +266,7 @@ impl Value {
             Value::Fixed { value: Some(v), decimals } => format!("{v:.decimals$}"),
             Value::Fixed { value: None, .. } => "—".into(),
             Value::Text(t) => t.clone(),
+            Value::MeanStd { mean, std, .. } => format!("{mean:.1} ± {std:.1}"),
         }
     }
 }
@@ -639,6 +660,15 @@ impl Report {
         }
     }
 
+    /// Inserts a column with one cell per row before column `index`.
+    pub fn insert_column(&mut self, index: usize, column: Column, cells: Vec<Value>) {
+        assert_eq!(cells.len(), self.rows.len(), "one cell per row for column {}", column.header());
+        self.columns.insert(index, column);
+        for (row, cell) in self.rows.iter_mut().zip(cells) {
+            row.cells.insert(index, cell);
+        }
+    }
+
     /// The index of the column of `quantity` and `kind`.
     pub fn column(&self, quantity: &str, kind: &Kind) -> Option<usize> {
         self.columns.iter().position(|c| c.quantity.as_deref() == Some(quantity) && &c.kind == kind)
@@ -708,7 +738,7 @@ impl Report {
         let mut groups: Vec<String> = vec![String::new()];
         let mut subs: Vec<String> = vec![self.row_header.clone()];
         for c in &self.columns {
-            let grouped = matches!(c.kind, Kind::Published | Kind::Ours | Kind::Delta | Kind::Mark);
+            let grouped = matches!(c.kind, Kind::Published | Kind::Ours | Kind::Delta | Kind::Mark | Kind::Proxy);
             groups.push(c.quantity.clone().filter(|_| grouped).unwrap_or_default());
             subs.push(c.kind.label().to_string());
         }

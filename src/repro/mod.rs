@@ -7,6 +7,7 @@ pub mod aim;
 pub mod engine;
 pub mod measure;
 pub mod mst_adapter;
+pub mod proxy;
 pub mod published;
 pub mod st_adapter;
 
@@ -105,6 +106,9 @@ pub fn main(runner: Runner) {
         }
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {
             measure::add_measurements(m, &spec(), &mut rep, args.reps)?;
+        }
+        if !args.counts_only && !args.no_proxy {
+            proxy::add(&mut rep, &args)?;
         }
         Ok(rep.render(args.format))
     };
