@@ -65,7 +65,11 @@ pub fn evaluate(model: &dyn VideoModel, source: Arc<dyn EvalSource>, opts: &Opti
     let k = source.num_classes();
     let [t, h, w] = source.clip_shape();
     let src = source.clone();
-    let mut loader = Prefetch::new(0, opts.workers, 2 * opts.workers.max(1), move |i| src.views(i as usize));
+    // the workers run ahead of the consumer: indices past the last video are never asked for
+    let mut loader = Prefetch::new(0, opts.workers, 2 * opts.workers.max(1), move |i| match i as usize {
+        i if i < n => src.views(i),
+        i => Err(ItemError::new(format!("item {i}"), "past the end of the evaluation set")),
+    });
     let bar = crate::train::progress_bar(opts.progress, 0, n);
     let dev = Cpu::default();
     let (mut per_class, mut confusion) = (vec![(0usize, 0usize); k], vec![vec![0u32; k]; k]);
@@ -133,6 +137,7 @@ pub fn evaluate(model: &dyn VideoModel, source: Arc<dyn EvalSource>, opts: &Opti
     })
 }
 
+// ANCHOR: mean_softmax
 /// The softmax of each of `v` rows of logits, averaged over the rows (in f64).
 pub fn mean_softmax(logits: &[f32], v: usize, classes: usize) -> Vec<f64> {
     let mut mean = vec![0.0; classes];
@@ -145,6 +150,7 @@ pub fn mean_softmax(logits: &[f32], v: usize, classes: usize) -> Vec<f64> {
     }
     mean
 }
+// ANCHOR_END: mean_softmax
 
 /// Class indices by decreasing score (ties: the lower index first, as `torch.topk` on CPU).
 fn ranking(scores: &[f64]) -> Vec<usize> {

@@ -320,7 +320,7 @@ fn field_before(text: &str, line: usize, column: usize) -> Option<String> {
 }
 
 /// The line with a caret under the column, indented under the message.
-fn excerpt(text: &str, line: usize, column: usize) -> String {
+pub fn excerpt(text: &str, line: usize, column: usize) -> String {
     let l = line_of(text, line);
     if l.trim().is_empty() {
         return String::new();

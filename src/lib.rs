@@ -39,6 +39,7 @@ pub mod repro;
 pub mod results;
 pub mod st_adapter;
 pub mod testing;
+pub mod tools;
 pub mod train;
 pub mod video;
 

@@ -95,6 +95,7 @@ pub fn epochs_to_steps(epochs: f64, clips: usize, batch: usize) -> usize {
 }
 
 impl Recipe {
+    // ANCHOR: st_k400_vit_b
     /// ST-Adapter on Kinetics-400 with ViT-B/16 (appendix Table 8).
     pub fn st_k400_vit_b() -> Self {
         Self {
@@ -120,6 +121,7 @@ impl Recipe {
             test: Pipeline::st_k400_test(),
         }
     }
+    // ANCHOR_END: st_k400_vit_b
 
     /// ST-Adapter, Kinetics-400, ViT-L/14: as ViT-B, 40k steps.
     pub fn st_k400_vit_l() -> Self {

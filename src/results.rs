@@ -41,6 +41,10 @@ pub struct EvalRecord {
     pub checkpoint: Option<FileId>,
     /// The recipe the kit trained the checkpoint with, when it did.
     pub recipe: Option<Recipe>,
+    /// Set when some weights were random initial values (`--init random`): which, and the seed. Such a
+    /// record tests the plumbing; its accuracy is not a model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     pub dataset: Manifest,
     pub metrics: Metrics,
     /// Views per second through the model on the evaluating machine.

@@ -43,6 +43,7 @@ fn record(spec: &Spec, row_id: &str, key: &str, top1: f64) -> EvalRecord {
         backbone: None,
         checkpoint: None,
         recipe: None,
+        init: None,
         dataset: Manifest {
             dataset: dataset.into(),
             source: "hand-written for the test".into(),

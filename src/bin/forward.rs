@@ -11,13 +11,13 @@
 //! weights (keys, shapes, dtypes, finite values), the video (shape against the config, finite
 //! values); and the logits after it (finite). Errors name the file, the field, key or flag.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Parser;
 use dfdx::prelude::*;
-use video_adapters::clip::weights::{is_clip_key, read_all, write_safetensors, KeyMap, NamedTensor};
+use video_adapters::clip::weights::{read_all, write_safetensors, KeyMap, NamedTensor};
 use video_adapters::init::Init;
 use video_adapters::input::{check_finite, InputError};
 use video_adapters::registry::ModelCfg;
@@ -84,9 +84,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     let dev = Cpu::default();
     let mut model =
         cfg.build(&dev, &mut Init::seeded(0)).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
-    let encoder = cfg.encoder_prefix();
-    // the model's parameters that a CLIP checkpoint does not have (adapters, heads, …)
-    let new = move |k: &str| !k.strip_prefix(encoder).is_some_and(is_clip_key);
+    let new = video_adapters::tools::load::not_in_clip(&cfg);
     match (&a.weights, &a.clip) {
         (Some(w), _) => {
             if let Err(mut e) = model.load(w, &KeyMap::identity(), &|_| false) {
@@ -101,50 +99,13 @@ fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         (None, Some(clip)) => {
-            let map = KeyMap {
-                model_prefix: encoder.into(),
-                file_prefix: a.clip_prefix.clone().unwrap_or_default(),
-                ignore: vec!["proj".into()],
-            };
-            let r = model.load(clip, &map, &new)?;
-            let not_clip: Vec<&str> = r.loaded.iter().filter(|k| new(k)).map(|k| k.as_str()).collect();
-            if !not_clip.is_empty() {
-                bail!(
-                    "{}: --clip holds {} tensors that are not CLIP's image encoder (e.g. {}): a complete state dict goes in with --weights, trained parameters with --checkpoint",
-                    clip.display(),
-                    not_clip.len(),
-                    not_clip.iter().take(3).copied().collect::<Vec<_>>().join(", ")
-                );
-            }
-            eprintln!("loaded {} CLIP tensors ({:?}) from {}", r.loaded.len(), r.dtypes, clip.display());
+            use video_adapters::tools::load;
+            load::clip(model.as_mut(), &cfg, clip, a.clip_prefix.as_deref())?;
             match &a.checkpoint {
-                Some(ck) => {
-                    // the model's frozen parameters come from --clip; a checkpoint that holds some
-                    // of them would silently replace them
-                    let frozen: BTreeSet<String> =
-                        model.params().into_iter().filter(|p| !p.trainable).map(|p| p.key).collect();
-                    let r = model.load(ck, &KeyMap::identity(), &|k: &str| !new(k))?;
-                    let replaced: Vec<&String> = r.loaded.iter().filter(|k| frozen.contains(*k)).collect();
-                    if !replaced.is_empty() && !a.checkpoint_replaces_clip {
-                        let some: Vec<&str> = replaced.iter().take(5).map(|k| k.as_str()).collect();
-                        bail!(
-                            "{}: --checkpoint holds {} frozen encoder tensors that would replace the --clip weights (e.g. {}{}); give --checkpoint-replaces-clip if that is meant (a fully fine-tuned model), or remove them from the checkpoint",
-                            ck.display(),
-                            replaced.len(),
-                            some.join(", "),
-                            if replaced.len() > 5 { ", …" } else { "" }
-                        );
-                    }
-                    eprintln!("loaded {} checkpoint tensors from {}", r.loaded.len(), ck.display());
-                    if !replaced.is_empty() {
-                        eprintln!(
-                            "warning: {} of them replace --clip weights (--checkpoint-replaces-clip)",
-                            replaced.len()
-                        );
-                    }
-                }
+                Some(ck) => load::checkpoint(model.as_mut(), &cfg, ck, a.checkpoint_replaces_clip)?,
                 None => {
-                    eprintln!("warning: no --checkpoint: {} new parameters keep their initial values", r.kept.len())
+                    let kept = model.params().iter().filter(|p| new(&p.key)).count();
+                    eprintln!("warning: no --checkpoint: {kept} new parameters keep their initial values")
                 }
             }
         }

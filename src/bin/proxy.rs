@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use video_adapters::input::count;
 use dfdx::prelude::*;
 use video_adapters::clip::weights::{named_params, write_safetensors};
 use video_adapters::clip::ClipCfg;
 use video_adapters::clip::FrameBaseline;
 use video_adapters::init::Init;
+use video_adapters::input::count;
 use video_adapters::ops::Kernel3;
 use video_adapters::optim::{AdamW, AdamWCfg};
 use video_adapters::proxy::synth::{contact_sheet, Dataset, Geometry, Rng, Task, MOTION_CLASSES};

@@ -327,6 +327,7 @@ fn stopped_message(step: usize, what: &str, ckpt: &Option<PathBuf>) -> String {
     format!("step {}: {what}; training stopped before the update ({kept})", step + 1)
 }
 
+// ANCHOR: loader
 /// Training samples `first`, `first + 1`, … on worker threads: sample `g` is item
 /// `order(epoch)[g mod len]` with `epoch = g div len`, drawn with its own generator.
 fn loader(
@@ -355,6 +356,7 @@ fn loader(
         (g, source.train_clip(item, &mut rng_for(seed, STREAM_SAMPLE, g)))
     })
 }
+// ANCHOR_END: loader
 
 /// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
 pub fn progress_bar(show: bool, pos: usize, len: usize) -> indicatif::ProgressBar {

@@ -134,6 +134,7 @@ pub fn probe(path: impl AsRef<Path>) -> std::result::Result<VideoInfo, DecodeErr
     decode(path, Some(&BTreeSet::new())).map(|d| d.info)
 }
 
+// ANCHOR: decode
 /// Decodes every frame of the first video stream of `path` in presentation order and returns the
 /// frames whose index is in `keep` (all when `None`) as RGB. Frames not kept are still decoded (later
 /// frames are predicted from them) but not converted, so the kept frames are exactly those of a full
@@ -142,6 +143,7 @@ pub fn decode(path: impl AsRef<Path>, keep: Option<&BTreeSet<usize>>) -> std::re
     let path = path.as_ref();
     decode_inner(path, keep).map_err(|failure| DecodeError { path: path.to_path_buf(), failure })
 }
+// ANCHOR_END: decode
 
 fn decode_inner(path: &Path, keep: Option<&BTreeSet<usize>>) -> Result<Decoded> {
     let file_len = std::fs::metadata(path)?.len();

@@ -11,13 +11,18 @@
 //! - [`transform`]: the resize kernels (torch bicubic, cv2 bilinear), normalisations, crops, flip;
 //! - [`pipeline`]: the official test pipelines as presets ([`pipeline::Pipeline`]);
 //! - [`train`]: the official training-time augmentations (scale jitter, random crops, mirror);
-//! - [`augment`]: RandAugment as ST-Adapter's SSv2 recipe runs it (PIL ops).
+//! - [`augment`]: RandAugment as ST-Adapter's SSv2 recipe runs it (PIL ops);
+//! - [`dataset`]: the data sets on disk (official list files, Kinetics CSV, SSv2 JSON, a folder per class);
+//! - `source` (feature `video`): a data set under a recipe's pipelines as the trainer's and evaluator's sources.
 
 pub mod augment;
+pub mod dataset;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod pipeline;
 pub mod sample;
+#[cfg(feature = "video")]
+pub mod source;
 pub mod train;
 pub mod transform;
 

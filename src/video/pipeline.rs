@@ -75,6 +75,7 @@ pub struct View {
 }
 
 impl Pipeline {
+    // ANCHOR: st_k400_test
     /// ST-Adapter K400 (`train_k400_clip_vit_b16_adapter12x384.sh`): 8×16 dense, 3 temporal × 1 spatial.
     pub fn st_k400_test() -> Self {
         Self {
@@ -83,6 +84,7 @@ impl Pipeline {
             spatial: Spatial::St { size: 224, three_crop: false },
         }
     }
+    // ANCHOR_END: st_k400_test
 
     /// ST-Adapter SSv2 (`train_ssv2_clip_vit_b16_adapter24x384.sh`): 8 uniform, 1 temporal × 3 spatial.
     pub fn st_ssv2_test() -> Self {
@@ -116,6 +118,7 @@ impl Pipeline {
         [Self::st_k400_test(), Self::st_ssv2_test(), Self::aim_k400_test(), Self::aim_ssv2_test()]
     }
 
+    // ANCHOR: pipeline_views
     /// The views of a video of `n` frames, crop-major (as both repos stack them).
     pub fn views(&self, n: usize) -> Result<Vec<View>> {
         if n == 0 {
@@ -128,6 +131,7 @@ impl Pipeline {
             })
             .collect())
     }
+    // ANCHOR_END: pipeline_views
 
     /// The tensor of one view, `(3, T, S, S)` flattened, from the view's frames in order (`frames[k]` is
     /// video frame `view.frames[k]`).
@@ -239,6 +243,70 @@ impl Pipeline {
             }
         }
         Ok(out)
+    }
+}
+
+/// `--pipeline` and `--views`: a preset or a RON file, and other views of it.
+impl Pipeline {
+    /// A preset by name ([`Pipeline::presets`]) or a RON file.
+    pub fn named_or_file(name_or_path: &str) -> Result<Self> {
+        if let Some(p) = Self::presets().into_iter().find(|p| p.name == name_or_path) {
+            return Ok(p);
+        }
+        let path = std::path::Path::new(name_or_path);
+        if !path.exists() {
+            let names: Vec<String> = Self::presets().into_iter().map(|p| p.name).collect();
+            bail!("pipeline `{name_or_path}` is neither a preset ({}) nor a file", names.join(", "));
+        }
+        Ok(crate::input::read_ron(path)?)
+    }
+
+    /// The views it produces: frames × temporal clips × spatial crops.
+    pub fn views_spec(&self) -> crate::count::Views {
+        crate::count::Views::new(self.sampling.frames(), self.sampling.views(), self.spatial.crops())
+    }
+
+    /// The same pipeline producing `v` views (frames per clip, clips, crops 1 or 3); the name gets
+    /// the views appended when they differ.
+    pub fn with_views(&self, v: crate::count::Views) -> Result<Self> {
+        let mut p = self.clone();
+        p.sampling = match p.sampling {
+            Sampling::StDense { rate, .. } => Sampling::StDense { frames: v.frames, rate, views: v.clips },
+            Sampling::Uniform { .. } if v.clips == 1 => Sampling::Uniform { frames: v.frames },
+            Sampling::Uniform { .. } => bail!("{}: uniform sampling has 1 temporal clip, not {}", self.name, v.clips),
+            Sampling::MmaClips { interval, .. } => Sampling::MmaClips { clip_len: v.frames, interval, clips: v.clips },
+        };
+        let three = match v.crops {
+            1 => false,
+            3 => true,
+            n => bail!("{}: {n} spatial crops; the official pipelines take 1 (center) or 3", self.name),
+        };
+        p.spatial = match p.spatial {
+            Spatial::St { size, .. } => Spatial::St { size, three_crop: three },
+            Spatial::Mma { short, crop, .. } => Spatial::Mma { short, crop, three_crop: three },
+        };
+        crate::input::Validate::validate(&p).map_err(|e| anyhow::anyhow!("{}: {e}", self.name))?;
+        if p != *self {
+            p.name = format!("{}@{v}", self.name);
+        }
+        Ok(p)
+    }
+}
+
+impl crate::input::Validate for Pipeline {
+    fn validate(&self) -> std::result::Result<(), crate::input::ConfigError> {
+        use crate::input::ensure_count;
+        let (frames, views) = (self.sampling.frames(), self.sampling.views());
+        ensure_count(frames, "sampling.frames", 1024)?;
+        ensure_count(views, "sampling.views", 1024)?;
+        if let Sampling::StDense { rate, .. } | Sampling::MmaClips { interval: rate, .. } = self.sampling {
+            ensure_count(rate, "sampling.rate", 1 << 16)?;
+        }
+        ensure_count(self.spatial.size(), "spatial.size", 4096)?;
+        if let Spatial::Mma { short, crop, .. } = self.spatial {
+            crate::input::ensure(short >= crop, "spatial.short", || format!("{short} is below the crop {crop}"))?;
+        }
+        Ok(())
     }
 }
 

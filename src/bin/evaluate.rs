@@ -1,0 +1,10 @@
+//! `evaluate` (feature `video`): see `--help`; the logic is in `video_adapters::tools::evaluate`.
+use clap::Parser;
+
+fn main() {
+    let args = video_adapters::tools::evaluate::Args::parse();
+    if let Err(e) = video_adapters::tools::evaluate::run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
