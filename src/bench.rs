@@ -879,7 +879,10 @@ impl Report {
     /// the working directory's checkout.
     pub fn save(&self) -> anyhow::Result<()> {
         let book = crate::repro::book_src_dir()?;
-        crate::io::write_atomic(&book.join("measured/bench.json"), (serde_json::to_string_pretty(self)? + "\n").as_bytes())?;
+        crate::io::write_atomic(
+            &book.join("measured/bench.json"),
+            (serde_json::to_string_pretty(self)? + "\n").as_bytes(),
+        )?;
         crate::io::write_atomic(&book.join("measured/bench.md"), self.markdown().as_bytes())?;
         crate::io::write_atomic(&book.join("figures/bench_ratios.svg"), crate::figures::bench_ratios(self).as_bytes())?;
         Ok(())

@@ -426,6 +426,10 @@ mod tests {
     use super::*;
     use crate::ops::gradcheck::*;
 
+    /// Overwrites one parameter of the LayerNorm or the attention with the given values.
+    type SetParams<const C: usize> =
+        dyn Fn(&mut LayerNorm<Const<C>, f64, Cpu>, &mut MultiheadAttention<C, f64, Cpu>, &[f64]);
+
     /// Naive attention: for each sequence and head, softmax(q·kᵀ/√d)·v with explicit loops.
     fn naive(qkv: &[f64], n: usize, l: usize, c: usize, heads: usize, axis: SeqAxis) -> Vec<f64> {
         let dh = c / heads;
@@ -583,7 +587,7 @@ mod tests {
         };
         let xv = x.as_vec();
         assert_close("dx", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| loss(&ln, &mha, v)));
-        let check = |name: &str, got: Vec<f64>, values: Vec<f64>, set: &dyn Fn(&mut LayerNorm<Const<C>, f64, Cpu>, &mut MultiheadAttention<C, f64, Cpu>, &[f64])| {
+        let check = |name: &str, got: Vec<f64>, values: Vec<f64>, set: &SetParams<C>| {
             let num = numeric_grad(&values, |v| {
                 let (mut l2, mut m2) = (ln.clone(), mha.clone());
                 set(&mut l2, &mut m2, v);
