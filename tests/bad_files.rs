@@ -191,7 +191,8 @@ fn input_shapes_are_checked_against_the_config() {
 /// `.NAME.tmpPID` behind; a normal write leaves only the file.
 #[test]
 fn atomic_writes_refuse_directories_and_leave_no_temporary_file() {
-    let dir = tmp("out_dir");
+    // a parent of its own: the other tests of this file write (atomically) into `tmp("")` meanwhile
+    let dir = tmp("atomic").join("out_dir");
     std::fs::create_dir_all(&dir).unwrap();
     let e = write_atomic(&dir, b"x").unwrap_err().to_string();
     assert!(e.contains("out_dir: is a folder: give a file name to write"), "{e}");

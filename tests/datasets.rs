@@ -93,6 +93,8 @@ fn a_kinetics_csv_finds_clips_flat_or_in_class_folders() {
 fn kinetics_csv_errors_name_the_line_and_column() {
     let d = scratch("k400bad");
     let path = d.join("test.csv");
+    let e = err(Dataset::open(&format!("kinetics:{}:{}", path.display(), d.display())));
+    assert!(e.contains("cannot read the file") && e.contains("test.csv"), "{e}");
     std::fs::write(&path, "youtube_id,time_start,time_end,split\nabc,1,11,test\n").unwrap();
     let e = err(Dataset::open(&format!("kinetics:{}:{}", path.display(), d.display())));
     assert!(e.contains("test.csv:1:1") && e.contains("no `label` column") && e.contains("unlabelled"), "{e}");
@@ -135,6 +137,9 @@ fn ssv2_labels_are_templates_without_brackets() {
 #[test]
 fn ssv2_errors_name_the_entry() {
     let d = scratch("ssv2bad");
+    // no split file
+    let e = err(Dataset::open(&format!("ssv2:{}:{}", d.join("validation.json").display(), d.display())));
+    assert!(e.contains("validation.json") || e.contains("labels.json"), "{e}");
     // no labels.json next to the split file
     let e = err(ssv2(&d, "[]"));
     assert!(e.contains("labels.json"), "{e}");

@@ -426,10 +426,6 @@ mod tests {
     use super::*;
     use crate::ops::gradcheck::*;
 
-    /// Overwrites one parameter of the LayerNorm or the attention with the given values.
-    type SetParams<const C: usize> =
-        dyn Fn(&mut LayerNorm<Const<C>, f64, Cpu>, &mut MultiheadAttention<C, f64, Cpu>, &[f64]);
-
     /// Naive attention: for each sequence and head, softmax(q·kᵀ/√d)·v with explicit loops.
     fn naive(qkv: &[f64], n: usize, l: usize, c: usize, heads: usize, axis: SeqAxis) -> Vec<f64> {
         let dh = c / heads;
@@ -547,10 +543,14 @@ mod tests {
         (ln, mha)
     }
 
+    /// Sets one parameter of (LayerNorm, attention) from a flat vector, for finite differences.
+    type Setter<'a> = &'a dyn Fn(&mut LayerNorm<Const<C>, f64, Cpu>, &mut MultiheadAttention<C, f64, Cpu>, &[f64]);
+
     /// The fused attention op (`[x +] out_proj(attention(in_proj([ln](x))))`) against the separate
     /// ops (LayerNorm, linear, [`self_attention`], linear, add) on the forward, and every gradient
     /// (x, γ, β, in_proj weight and bias, out_proj weight and bias) against f64 finite
     /// differences, spatial and temporal, with and without the LayerNorm and the residual.
+
     #[rstest::rstest]
     #[case(SeqAxis::Tokens, true, true)]
     #[case(SeqAxis::Frames { frames: 3 }, true, false)]
@@ -587,7 +587,7 @@ mod tests {
         };
         let xv = x.as_vec();
         assert_close("dx", &g.get(&x).as_vec(), &numeric_grad(&xv, |v| loss(&ln, &mha, v)));
-        let check = |name: &str, got: Vec<f64>, values: Vec<f64>, set: &SetParams<C>| {
+        let check = |name: &str, got: Vec<f64>, values: Vec<f64>, set: Setter| {
             let num = numeric_grad(&values, |v| {
                 let (mut l2, mut m2) = (ln.clone(), mha.clone());
                 set(&mut l2, &mut m2, v);

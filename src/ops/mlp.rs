@@ -151,7 +151,7 @@ mod tests {
     type Dev = Cpu;
     const C: usize = 5;
     const H: usize = 7;
-    /// The MLP branch's LayerNorm, `c_fc` and `c_proj`.
+
     type Parts = (LayerNorm<Const<C>, f64, Dev>, Linear<Const<C>, usize, f64, Dev>, Linear<usize, Const<C>, f64, Dev>);
 
     fn parts(dev: &Dev) -> Parts {
