@@ -401,15 +401,7 @@ where
                     None => add_assign_par(gx, &gh),
                 }
             })?;
-            if let Some((dg, db)) = params {
-                if let Some(g) = &g_gamma {
-                    dev.update(grads.get_or_alloc_mut(g)?, |t| add_assign(t, &dg))?;
-                }
-                if let Some(g) = &g_beta {
-                    dev.update(grads.get_or_alloc_mut(g)?, |t| add_assign(t, &db))?;
-                }
-            }
-            Ok(())
+            super::layer_norm::add_ln_param_grads(&dev, grads, g_gamma.as_ref(), g_beta.as_ref(), params)
         });
     }
     y.put_tape(tape)

@@ -144,6 +144,27 @@ pub(crate) fn ln_recompute<E: Real>(xv: &[E], c: usize, gamma: &[E], beta: &[E],
     y
 }
 
+/// Adds the γ and β gradients [`ln_backward`] returned to the gradients of the parameters that
+/// train (`gamma`, `beta`: their gradient keys, `None` when frozen). The LayerNorm op and the fused
+/// attention and MLP ops all hand over their LayerNorm's parameter gradients here.
+pub(crate) fn add_ln_param_grads<E: Real, D: KitDevice<E>, S: Shape>(
+    dev: &D,
+    grads: &mut Gradients<E, D>,
+    gamma: Option<&Tensor<S, E, D>>,
+    beta: Option<&Tensor<S, E, D>>,
+    params: Option<(Vec<E>, Vec<E>)>,
+) -> Result<(), D::Err> {
+    if let Some((dg, db)) = params {
+        if let Some(t) = gamma {
+            dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &dg))?;
+        }
+        if let Some(t) = beta {
+            dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &db))?;
+        }
+    }
+    Ok(())
+}
+
 /// A LayerNorm's backward: `gx += …` for the output gradient `gy`, and the γ, β gradients when
 /// asked for.
 pub(crate) fn ln_backward<E: Real>(
@@ -196,23 +217,14 @@ where
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let dgamma = ln.weight.trainable.then(|| ln.weight.value.ghost());
-        let dbeta = ln.bias.trainable.then(|| ln.bias.value.ghost());
+        let (dgamma, dbeta) = (ln.weight.grad_key(), ln.bias.grad_key());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             let mut params = None;
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
                 params = ln_backward(&xv, c, &stats, &gamma, &gy, gx, dgamma.is_some() || dbeta.is_some());
             })?;
-            if let Some((dg, db)) = params {
-                if let Some(t) = &dgamma {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &dg))?;
-                }
-                if let Some(t) = &dbeta {
-                    dev.update(grads.get_or_alloc_mut(t)?, |g| add_assign(g, &db))?;
-                }
-            }
-            Ok(())
+            add_ln_param_grads(&dev, grads, dgamma.as_ref(), dbeta.as_ref(), params)
         });
     }
     y.put_tape(tape)

@@ -127,15 +127,7 @@ where
                     _ => add_assign_par(gx, &gh),
                 }
             })?;
-            if let Some((dg, db)) = params {
-                if let Some(t) = &g_gamma {
-                    dev.update(grads.get_or_alloc_mut(t)?, |v| add_assign(v, &dg))?;
-                }
-                if let Some(t) = &g_beta {
-                    dev.update(grads.get_or_alloc_mut(t)?, |v| add_assign(v, &db))?;
-                }
-            }
-            Ok(())
+            super::layer_norm::add_ln_param_grads(&dev, grads, g_gamma.as_ref(), g_beta.as_ref(), params)
         });
     }
     y.put_tape(tape)
