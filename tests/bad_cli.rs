@@ -13,7 +13,7 @@ macro_rules! bins {
     };
 }
 
-const BINS: [(&str, &str); 31] = bins!(
+const BINS: [(&str, &str); 32] = bins!(
     "table1_k400",
     "mst_table2_ssv2",
     "mst_table3_components",
@@ -45,6 +45,7 @@ const BINS: [(&str, &str); 31] = bins!(
     "forward",
     "bench",
     "book_assets",
+    "proxy",
 );
 
 fn root() -> PathBuf {
@@ -131,8 +132,18 @@ fn forward(cfg: &str, fixture: &str, input: &Path, output: &Path, extra: &[&str]
 #[test]
 fn the_binary_list_is_complete() {
     let mut names: Vec<&str> = video_adapters::repro::all().into_iter().map(|(n, _)| n).collect();
-    names.extend(["forward", "bench", "book_assets"]);
+    names.extend(["forward", "bench", "book_assets", "proxy"]);
     assert_eq!(BINS.map(|(n, _)| n).to_vec(), names);
+    // and every file in src/bin is here, or (the `video` tools) driven by tests/end_to_end.rs
+    let video_tools = ["train", "evaluate", "clips"];
+    for e in std::fs::read_dir(root().join("src/bin")).unwrap() {
+        let file = e.unwrap().file_name().to_string_lossy().to_string();
+        let name = file.trim_end_matches(".rs");
+        assert!(
+            names.contains(&name) || video_tools.contains(&name),
+            "src/bin/{file} is not driven by a bad-input test"
+        );
+    }
 }
 
 /// Every binary, with bad flags and values: clap's usage error (exit 2) naming the flag, or a
@@ -171,6 +182,12 @@ fn every_binary_refuses_bad_flags_without_panicking() {
 /// unknown case is an error naming the cases.
 #[test]
 fn bench_refuses_zero_rounds_reps_threads_and_unknown_cases() {
+    fails(&run("proxy", &["bench", "--seeds", "x"]), 1, &["--seeds", "`x`"]);
+    fails(&run("proxy", &["bench", "--method", "nope"]), 1, &["unknown method `nope`"]);
+    fails(&run("proxy", &["bench", "--task", "nope"]), 1, &["unknown task `nope`"]);
+    fails(&run("proxy", &["bench", "--budget", "0"]), 1, &["--budget"]);
+    fails(&run("proxy", &["bench", "--lr", "nan"]), 1, &["--lr"]);
+    fails(&run("proxy", &["pretrain", "--steps", "0"]), 2, &["--steps"]);
     fails(&run("bench", &["--rounds", "0"]), 2, &["--rounds", "0 is not in 1..=1000"]);
     fails(&run("bench", &["--reps", "0"]), 2, &["--reps", "0 is not in 1..=1000"]);
     fails(&run("bench", &["--threads", "0"]), 2, &["--threads", "0 is not in 1..=256"]);
