@@ -508,7 +508,7 @@ fn run(
     } else {
         (None, None)
     };
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(f64::total_cmp);
     eprintln!(
         "{} {} seed {seed}: accuracy {accuracy:.3} ({train_seconds:.0} s train, {eval_seconds:.1} s eval)",
         task.name(),
