@@ -1,10 +1,16 @@
 //! What our own ops need from an element type and from a dfdx device.
 //!
-//! Every op in [`crate::ops`] runs its kernel on host slices. On [`Cpu`] gradients are accumulated
-//! in the tensor's own buffer; on `Cuda` (feature `cuda`) the buffer makes a round trip through
-//! host memory, which is correct and slow.
+//! Every op in [`crate::ops`] has its kernel on host slices (the reference). On [`Cpu`] gradients are
+//! accumulated in the tensor's own buffer. On `Cuda` (feature `cuda`, f32) the ops with a `k_*` hook
+//! below run CUDA kernels on device buffers (`ops::cuda`); the others still make a round trip through
+//! host memory (listed in `ops/cuda/gpu.rs`).
 
 use dfdx::prelude::*;
+
+use crate::ops::layer_norm::LayerNorm;
+use crate::ops::tokens::TokenOp;
+use crate::ops::{Act, Grid, Kernel3, Rows, SeqAxis, Weights};
+use crate::param::Param;
 
 /// The floating-point element types our kernels are written for: `f32` for models, `f64` for the
 /// finite-difference gradient checks.
@@ -88,7 +94,121 @@ pub trait KitDevice<E: Real>: Device<E> {
     /// Moves the gradient of an op's output out of its buffer. Only the op that produced the
     /// tensor may call this, once: afterwards the buffer is empty.
     fn take(&self, buf: &mut <Self as Storage<E>>::Vec) -> Vec<E>;
+
+    /// Whether our ops run on this device's own kernels (CUDA, f32). The fused host ops (attention
+    /// block, MLP) then run as their separate ops, each on the device.
+    const KERNELS: bool = false;
+
+    // The ops on this device's own kernels. Each returns its inputs (`Err`) when the device has none,
+    // and the op then runs its host code (the CPU path, the reference). Only `Cuda` (f32) overrides
+    // them, with the functions of `ops::cuda::gpu`.
+
+    fn k_activation<S: Shape, T: Tape<E, Self>>(x: Tensor<S, E, Self, T>, act: Act) -> Kernel<S, S, E, Self, T> {
+        let _ = act;
+        Err(x)
+    }
+    fn k_layer_norm<S: Rows<Feat = X>, X: Dim, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        ln: &LayerNorm<X, E, Self>,
+    ) -> Kernel<S, S, E, Self, T> {
+        let _ = ln;
+        Err(x)
+    }
+    fn k_dwconv3d<T: Tape<E, Self>>(
+        x: Tensor<Tok, E, Self, T>,
+        weight: &Param<(usize, usize), E, Self>,
+        bias: &Param<(usize,), E, Self>,
+        kernel: Kernel3,
+        grid: Grid,
+    ) -> Kernel<Tok, Tok, E, Self, T> {
+        let _ = (weight, bias, kernel, grid);
+        Err(x)
+    }
+    fn k_mask<S: Shape, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        factors: &[E],
+        block: usize,
+    ) -> Kernel<S, S, E, Self, T> {
+        let _ = (factors, block);
+        Err(x)
+    }
+    #[allow(clippy::type_complexity)]
+    fn k_add<S: Shape, T1: Tape<E, Self> + Merge<T2>, T2: Tape<E, Self>>(
+        a: Tensor<S, E, Self, T1>,
+        b: Tensor<S, E, Self, T2>,
+    ) -> Result<Tensor<S, E, Self, T1>, (Tensor<S, E, Self, T1>, Tensor<S, E, Self, T2>)> {
+        Err((a, b))
+    }
+    fn k_linear<S: Rows<Feat = I>, I: Dim, O: Dim, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        weight: &Tensor<(O, I), E, Self>,
+        bias: Option<&Tensor<(O,), E, Self>>,
+        want_dw: bool,
+        want_db: bool,
+    ) -> Kernel<S, S::With<O>, E, Self, T> {
+        let _ = (weight, bias, want_dw, want_db);
+        Err(x)
+    }
+    fn k_self_attention<X: Dim, T: Tape<E, Self>>(
+        qkv: Tensor<Tok, E, Self, T>,
+        heads: usize,
+        axis: SeqAxis,
+        width: X,
+    ) -> Kernel<Tok, (usize, usize, X), E, Self, T> {
+        let _ = (heads, axis, width);
+        Err(qkv)
+    }
+    fn k_mean_over_frames<X: Dim, T: Tape<E, Self>>(
+        x: Tensor<(usize, X), E, Self, T>,
+        frames: usize,
+    ) -> Kernel<(usize, X), (usize, X), E, Self, T> {
+        let _ = frames;
+        Err(x)
+    }
+    fn k_tokens<S: Shape, S2: Shape, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        out: S2,
+        op: &TokenOp,
+    ) -> Kernel<S, S2, E, Self, T> {
+        let _ = (out, op);
+        Err(x)
+    }
+    #[allow(clippy::type_complexity)]
+    fn k_add_to_patches<X: Dim, TX: Tape<E, Self>, TD: Tape<E, Self> + Merge<TX>>(
+        x: Tensor<(usize, usize, X), E, Self, TX>,
+        delta: Tensor<(usize, usize, X), E, Self, TD>,
+    ) -> Result<
+        Tensor<(usize, usize, X), E, Self, TD>,
+        (Tensor<(usize, usize, X), E, Self, TX>, Tensor<(usize, usize, X), E, Self, TD>),
+    > {
+        Err((x, delta))
+    }
+    #[allow(clippy::type_complexity)]
+    fn k_fuse<S: Shape, TB: Tape<E, Self>, T: Tape<E, Self> + Merge<TB>>(
+        base: Tensor<S, E, Self, TB>,
+        terms: Vec<Tensor<S, E, Self, T>>,
+        w: &[E],
+        weights: &Weights<E, Self>,
+    ) -> Result<Tensor<S, E, Self, T>, (Tensor<S, E, Self, TB>, Vec<Tensor<S, E, Self, T>>)> {
+        let _ = (w, weights);
+        Err((base, terms))
+    }
+    #[allow(clippy::type_complexity)]
+    fn k_cross_entropy<X: Dim>(
+        logits: Tensor<(usize, X), E, Self, OwnedTape<E, Self>>,
+        labels: &[usize],
+        smoothing: f64,
+    ) -> Result<Tensor<Rank0, E, Self, OwnedTape<E, Self>>, Tensor<(usize, X), E, Self, OwnedTape<E, Self>>> {
+        let _ = (labels, smoothing);
+        Err(logits)
+    }
 }
+
+/// Token streams (B·T, L, C) with runtime sizes.
+type Tok = (usize, usize, usize);
+
+/// What a device's kernel returns: the op's output, or its input back for the host code.
+pub type Kernel<S, S2, E, D, T> = Result<Tensor<S2, E, D, T>, Tensor<S, E, D, T>>;
 
 impl<E: Real> KitDevice<E> for Cpu
 where
@@ -108,17 +228,15 @@ where
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::*;
-    use cudarc::driver::{CudaSlice, DeviceRepr};
+    use crate::ops::cuda::gpu;
+    use cudarc::driver::CudaSlice;
     use dfdx::tensor::{Cuda, CudaError};
 
-    /// Host round trip: correct and slow. Our kernels are CPU kernels; nothing here has run on a GPU.
-    impl<E: Real + DeviceRepr> KitDevice<E> for Cuda
-    where
-        Cuda: Device<E>,
-        <Cuda as Storage<E>>::Vec: std::ops::DerefMut<Target = CudaSlice<E>>,
-    {
-        fn update(&self, buf: &mut <Cuda as Storage<E>>::Vec, f: impl FnOnce(&mut [E])) -> Result<(), CudaError> {
-            let slice: &mut CudaSlice<E> = buf;
+    /// On CUDA (f32) our ops run their kernels (`ops::cuda`); `update` and `take`, which move a
+    /// gradient through host memory, remain for the ops that have no kernel path yet.
+    impl KitDevice<f32> for Cuda {
+        fn update(&self, buf: &mut <Cuda as Storage<f32>>::Vec, f: impl FnOnce(&mut [f32])) -> Result<(), CudaError> {
+            let slice: &mut CudaSlice<f32> = buf;
             let dev = slice.device();
             let mut host = dev.dtoh_sync_copy(slice)?;
             f(&mut host);
@@ -126,12 +244,198 @@ mod cuda {
             Ok(())
         }
 
-        fn take(&self, buf: &mut <Cuda as Storage<E>>::Vec) -> Vec<E> {
-            let slice: &CudaSlice<E> = buf;
+        fn take(&self, buf: &mut <Cuda as Storage<f32>>::Vec) -> Vec<f32> {
+            let slice: &CudaSlice<f32> = buf;
             slice.device().dtoh_sync_copy(slice).expect("CUDA device-to-host copy")
+        }
+
+        const KERNELS: bool = true;
+
+        fn k_activation<S: Shape, T: Tape<f32, Self>>(
+            x: Tensor<S, f32, Self, T>,
+            act: Act,
+        ) -> Kernel<S, S, f32, Self, T> {
+            Ok(gpu::activation(x, act))
+        }
+        fn k_layer_norm<S: Rows<Feat = X>, X: Dim, T: Tape<f32, Self>>(
+            x: Tensor<S, f32, Self, T>,
+            ln: &LayerNorm<X, f32, Self>,
+        ) -> Kernel<S, S, f32, Self, T> {
+            Ok(gpu::layer_norm(x, ln))
+        }
+        fn k_dwconv3d<T: Tape<f32, Self>>(
+            x: Tensor<Tok, f32, Self, T>,
+            weight: &Param<(usize, usize), f32, Self>,
+            bias: &Param<(usize,), f32, Self>,
+            kernel: Kernel3,
+            grid: Grid,
+        ) -> Kernel<Tok, Tok, f32, Self, T> {
+            Ok(gpu::dwconv3d(x, weight, bias, kernel, grid))
+        }
+        fn k_mask<S: Shape, T: Tape<f32, Self>>(
+            x: Tensor<S, f32, Self, T>,
+            factors: &[f32],
+            block: usize,
+        ) -> Kernel<S, S, f32, Self, T> {
+            Ok(gpu::mask(x, factors, block))
+        }
+        fn k_add<S: Shape, T1: Tape<f32, Self> + Merge<T2>, T2: Tape<f32, Self>>(
+            a: Tensor<S, f32, Self, T1>,
+            b: Tensor<S, f32, Self, T2>,
+        ) -> Result<Tensor<S, f32, Self, T1>, (Tensor<S, f32, Self, T1>, Tensor<S, f32, Self, T2>)> {
+            Ok(gpu::add(a, b))
+        }
+        fn k_linear<S: Rows<Feat = I>, I: Dim, O: Dim, T: Tape<f32, Self>>(
+            x: Tensor<S, f32, Self, T>,
+            weight: &Tensor<(O, I), f32, Self>,
+            bias: Option<&Tensor<(O,), f32, Self>>,
+            want_dw: bool,
+            want_db: bool,
+        ) -> Kernel<S, S::With<O>, f32, Self, T> {
+            Ok(gpu::linear(x, weight, bias, want_dw, want_db))
+        }
+        fn k_self_attention<X: Dim, T: Tape<f32, Self>>(
+            qkv: Tensor<Tok, f32, Self, T>,
+            heads: usize,
+            axis: SeqAxis,
+            width: X,
+        ) -> Kernel<Tok, (usize, usize, X), f32, Self, T> {
+            Ok(gpu::self_attention(qkv, heads, axis, width))
+        }
+        fn k_mean_over_frames<X: Dim, T: Tape<f32, Self>>(
+            x: Tensor<(usize, X), f32, Self, T>,
+            frames: usize,
+        ) -> Kernel<(usize, X), (usize, X), f32, Self, T> {
+            Ok(gpu::mean_over_frames(x, frames))
+        }
+        fn k_tokens<S: Shape, S2: Shape, T: Tape<f32, Self>>(
+            x: Tensor<S, f32, Self, T>,
+            out: S2,
+            op: &TokenOp,
+        ) -> Kernel<S, S2, f32, Self, T> {
+            Ok(gpu::tokens(x, out, op))
+        }
+        fn k_add_to_patches<X: Dim, TX: Tape<f32, Self>, TD: Tape<f32, Self> + Merge<TX>>(
+            x: Tensor<(usize, usize, X), f32, Self, TX>,
+            delta: Tensor<(usize, usize, X), f32, Self, TD>,
+        ) -> Result<
+            Tensor<(usize, usize, X), f32, Self, TD>,
+            (Tensor<(usize, usize, X), f32, Self, TX>, Tensor<(usize, usize, X), f32, Self, TD>),
+        > {
+            Ok(gpu::add_to_patches(x, delta))
+        }
+        fn k_fuse<S: Shape, TB: Tape<f32, Self>, T: Tape<f32, Self> + Merge<TB>>(
+            base: Tensor<S, f32, Self, TB>,
+            terms: Vec<Tensor<S, f32, Self, T>>,
+            w: &[f32],
+            weights: &Weights<f32, Self>,
+        ) -> Result<Tensor<S, f32, Self, T>, (Tensor<S, f32, Self, TB>, Vec<Tensor<S, f32, Self, T>>)> {
+            Ok(gpu::fuse(base, terms, w, weights))
+        }
+        fn k_cross_entropy<X: Dim>(
+            logits: Tensor<(usize, X), f32, Self, OwnedTape<f32, Self>>,
+            labels: &[usize],
+            smoothing: f64,
+        ) -> Result<Tensor<Rank0, f32, Self, OwnedTape<f32, Self>>, Tensor<(usize, X), f32, Self, OwnedTape<f32, Self>>>
+        {
+            Ok(gpu::cross_entropy(logits, labels, smoothing))
         }
     }
 }
+
+/// The device a tool runs on: `--device cpu` (the default) or `--device cuda` / `cuda:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceArg {
+    #[default]
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+}
+
+impl DeviceArg {
+    /// Parses `cpu`, `cuda` or `cuda:N`. `cuda` is checked at once: the error says whether the kit
+    /// was built without feature `cuda` or the machine has no such CUDA device.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ordinal = match s {
+            "cpu" => return Ok(DeviceArg::Cpu),
+            "cuda" => 0,
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => n,
+                _ => return Err(format!("unknown device `{s}`: expected `cpu`, `cuda` or `cuda:N`")),
+            },
+        };
+        cuda_devices().and_then(|n| {
+            if ordinal < n {
+                Ok(DeviceArg::Cuda(ordinal))
+            } else {
+                Err(format!("`{s}`: the machine has {n} CUDA device(s)"))
+            }
+        })
+    }
+}
+
+/// The number of CUDA devices, or why there are none to use. Never panics (dfdx's `Cuda::default()`
+/// does without a device): asks the driver directly.
+pub fn cuda_devices() -> Result<usize, String> {
+    // with `ci-check` the CUDA libraries are not linked: nothing may call them
+    #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+    {
+        use cudarc::driver::result;
+        match result::init().and_then(|_| result::device::get_count()) {
+            Ok(0) => Err("no CUDA device: the driver reports 0 devices".into()),
+            Ok(n) => Ok(n as usize),
+            Err(e) => Err(format!("no CUDA device: the CUDA driver says {e:?}")),
+        }
+    }
+    #[cfg(all(feature = "cuda", feature = "ci-check"))]
+    return Err("this build only type-checks CUDA (feature `ci-check`; rebuild with `--features cuda` alone)".into());
+    #[cfg(not(feature = "cuda"))]
+    Err("this build has no CUDA support (rebuild with `--features cuda`)".into())
+}
+
+/// Opens CUDA device `ordinal` (after [`cuda_devices`] says it exists); the error names it.
+#[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+pub fn open_cuda(ordinal: usize) -> anyhow::Result<dfdx::tensor::Cuda> {
+    let n = cuda_devices().map_err(|e| anyhow::anyhow!("cuda:{ordinal}: {e}"))?;
+    anyhow::ensure!(ordinal < n, "cuda:{ordinal}: the machine has {n} CUDA device(s)");
+    dfdx::tensor::Cuda::try_build(ordinal, 0).map_err(|e| anyhow::anyhow!("opening CUDA device {ordinal}: {e}"))
+}
+
+// ANCHOR: device_buffers
+/// A copy of a tensor's elements in a buffer of its own device (`D::Vec`), made on the device.
+///
+/// dfdx 0.13 keeps a tensor's buffer crate-private, but gradient buffers are public: the gradient
+/// of `sum(probe · x)` with respect to `probe` is `x`, computed by dfdx's own `mul` backward on the
+/// device. Our CUDA ops read their inputs this way (no host transfer); `tests/dfdx_upstream.rs`
+/// pins the behaviour.
+pub fn buffer_of<S: Shape, E: Dtype, D: Device<E>, T>(
+    t: &Tensor<S, E, D, T>,
+) -> Result<<D as Storage<E>>::Vec, D::Err> {
+    let n = t.shape().num_elements();
+    let dev = t.device().clone();
+    let flat = t.retaped::<NoneTape>().try_contiguous()?.try_reshape_like(&(n,))?;
+    let probe: Tensor<(usize,), E, D> = dev.try_ones_like(&(n,))?;
+    let y = probe.clone().traced(Gradients::leaky()).try_mul(flat)?;
+    let mut g = y.try_sum::<Rank0, _>()?.try_backward()?;
+    let empty = <D as Storage<E>>::try_alloc_len(&dev, 0)?;
+    Ok(std::mem::replace(g.get_or_alloc_mut(&probe)?, empty))
+}
+
+/// A tensor of `shape` whose elements `fill` writes into a zeroed buffer of the device (a gradient
+/// buffer turned into a tensor by `Gradients::get`, the one public way to make a tensor from a
+/// device buffer in dfdx 0.13). Our CUDA ops hand over their outputs this way.
+pub fn tensor_filled<S: Shape, E: Dtype, D: Device<E>>(
+    dev: &D,
+    shape: S,
+    fill: impl FnOnce(&mut <D as Storage<E>>::Vec),
+) -> Result<Tensor<S, E, D>, D::Err> {
+    let n = shape.num_elements();
+    let carrier: Tensor<(usize,), E, D> = dev.try_zeros_like(&(n,))?;
+    let mut g = Gradients::leaky();
+    fill(g.get_or_alloc_mut(&carrier)?);
+    g.get(&carrier).try_reshape_like(&shape)
+}
+// ANCHOR_END: device_buffers
 
 /// A tensor's elements in logical (row-major) order (one copy).
 ///
@@ -154,6 +458,21 @@ pub fn tensor<S: Shape, E: Real, D: KitDevice<E>>(dev: &D, data: Vec<E>, shape: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--device` values: `cpu`, and an error for nonsense naming the value; `cuda` fails with a
+    /// reason on a machine or build without CUDA (here: always, unless a GPU is present).
+    #[test]
+    fn device_arg_parses_cpu_and_names_what_is_wrong() {
+        assert_eq!(DeviceArg::parse("cpu"), Ok(DeviceArg::Cpu));
+        let e = DeviceArg::parse("gpu").unwrap_err();
+        assert!(e.contains("`gpu`") && e.contains("cuda:N"), "{e}");
+        assert!(DeviceArg::parse("cuda:x").is_err());
+        match (DeviceArg::parse("cuda"), cuda_devices()) {
+            (Ok(d), Ok(_)) => assert_eq!(d, DeviceArg::Cuda(0)),
+            (Err(e), Err(why)) => assert_eq!(e, why),
+            (got, count) => panic!("parse {got:?} disagrees with the device count {count:?}"),
+        }
+    }
 
     /// `host` gives the logical order of a contiguous tensor (one copy of its buffer) and of a
     /// permuted one (whose buffer is in another order), as dfdx's own `as_vec` does.

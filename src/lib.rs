@@ -20,9 +20,12 @@ pub mod clip;
 pub mod context;
 pub mod count;
 pub mod data;
+pub mod data_parallel;
 pub mod device;
 pub mod eval;
 pub mod figures;
+#[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+pub mod gpu_check;
 pub mod init;
 pub mod input;
 pub mod io;

@@ -14,6 +14,7 @@ use crate::clip::weights::{load_params, KeyMap, LoadReport};
 use crate::clip::ClipCfg;
 use crate::context::Ctx;
 use crate::count::{encoder_lines, Breakdown};
+use crate::device::{DeviceArg, KitDevice};
 use crate::init::Init;
 use crate::input::{ensure, ensure_count, ConfigError, InputError, Validate};
 use crate::mst_adapter::MstAdapterCfg;
@@ -136,6 +137,26 @@ impl ModelCfg {
     /// Builds the model in f32 on the CPU. The config is validated first (an error names the
     /// field); a width the kit does not compile in is an error too.
     pub fn build(&self, dev: &Cpu, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
+        self.build_on(dev, init)
+    }
+
+    /// [`ModelCfg::build`] on the device the user chose (`--device cpu|cuda`).
+    pub fn build_for(&self, device: DeviceArg, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
+        match device {
+            DeviceArg::Cpu => self.build_on(&Cpu::default(), init),
+            DeviceArg::Cuda(ordinal) => {
+                // (`ci-check` links no CUDA library: nothing may open a device)
+                #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+                return self.build_on(&crate::device::open_cuda(ordinal)?, init);
+                #[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
+                anyhow::bail!("--device cuda:{ordinal}: {}", crate::device::cuda_devices().err().unwrap_or_default())
+            }
+        }
+    }
+
+    /// [`ModelCfg::build`] on any device our ops run on (`Cpu`; `Cuda` with feature `cuda`): the same
+    /// code, the same initial values (drawn on the host from `init`).
+    pub fn build_on<D: KitDevice<f32>>(&self, dev: &D, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
         self.validate()?;
         let width = self.clip().width;
         fn boxed<M: VideoModel + 'static>(m: Result<M, ConfigError>) -> anyhow::Result<Box<dyn VideoModel>> {
@@ -143,12 +164,12 @@ impl ModelCfg {
         }
         match self {
             ModelCfg::ClipBaseline(c) => {
-                with_width!(width, |W| boxed(FrameBaseline::<W, f32, Cpu>::build(&c.clip, c.num_classes, dev, init)))?
+                with_width!(width, |W| boxed(FrameBaseline::<W, f32, D>::build(&c.clip, c.num_classes, dev, init)))?
             }
-            ModelCfg::StAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
-            ModelCfg::Aim(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
-            ModelCfg::MstAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
-            ModelCfg::Benchmark(c) => with_width!(width, |W| boxed(c.build::<W, f32, Cpu>(dev, init)))?,
+            ModelCfg::StAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, D>(dev, init)))?,
+            ModelCfg::Aim(c) => with_width!(width, |W| boxed(c.build::<W, f32, D>(dev, init)))?,
+            ModelCfg::MstAdapter(c) => with_width!(width, |W| boxed(c.build::<W, f32, D>(dev, init)))?,
+            ModelCfg::Benchmark(c) => with_width!(width, |W| boxed(c.build::<W, f32, D>(dev, init)))?,
         }
     }
 
@@ -371,12 +392,35 @@ pub trait VideoModel {
     fn set_values(&mut self, key: &str, values: &[f32]) -> Result<(), String>;
 }
 
-/// The same implementation for every model type: they all have `forward::<Tape>` and `Params`.
+/// The device a model's parameters live on (read from its first parameter).
+fn device_of<D: KitDevice<f32>, M: crate::param::Params<f32, D>>(m: &M) -> D {
+    struct First<D>(Option<D>);
+    impl<D: KitDevice<f32>> crate::param::Visitor<f32, D> for First<D> {
+        fn param<S: Shape>(&mut self, _: &str, p: &crate::param::Param<S, f32, D>) {
+            if self.0.is_none() {
+                self.0 = Some(p.value.device().clone());
+            }
+        }
+    }
+    let mut first = First(None);
+    crate::param::visit(m, &mut first);
+    first.0.expect("a model has parameters")
+}
+
+/// A host tensor on `dev` (a copy; on the CPU too, which costs one copy of the video per call).
+fn to_device<S: Shape, D: KitDevice<f32>>(t: &Tensor<S, f32, Cpu>, dev: &D) -> Tensor<S, f32, D> {
+    dev.tensor_from_vec(crate::device::host(t), *t.shape())
+}
+
+/// The same implementation for every model type and device: they all have `forward::<Tape>` and
+/// `Params`. Videos come in and logits go out on the host; the model runs on its own device.
 macro_rules! video_model {
     ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
         impl<$($g)*> VideoModel for $t {
             fn logits(&self, video: &Video<f32, Cpu>, ctx: &mut Ctx) -> Tensor<(usize, usize), f32, Cpu> {
-                self.forward::<NoneTape>(video, ctx)
+                let video = to_device(video, &device_of(self));
+                let y = self.forward::<NoneTape>(&video, ctx);
+                Cpu::default().tensor_from_vec(crate::device::host(&y), *y.shape())
             }
             fn params(&self) -> Vec<ParamInfo> {
                 param_list(self)
@@ -396,7 +440,8 @@ macro_rules! video_model {
                 sums: &mut GradSums<f32>,
                 ctx: &mut Ctx,
             ) -> f32 {
-                let logits = self.forward::<OwnedTape<f32, Cpu>>(video, ctx);
+                let video = to_device(video, &device_of(self));
+                let logits = self.forward::<OwnedTape<f32, D>>(&video, ctx);
                 let loss = crate::ops::cross_entropy(logits, labels, smoothing);
                 let value = loss.retaped::<NoneTape>().as_vec()[0];
                 let mut grads = loss.backward();
@@ -417,7 +462,7 @@ macro_rules! video_model {
 }
 
 video_model!(
-    [const C: usize, B: Block<C, f32, Cpu>] FrameClassifier<C, B, f32, Cpu>,
-    [const C: usize] Benchmark<C, f32, Cpu>,
-    [const C: usize] Aim<C, f32, Cpu>,
+    [const C: usize, B: Block<C, f32, D>, D: KitDevice<f32>] FrameClassifier<C, B, f32, D>,
+    [const C: usize, D: KitDevice<f32>] Benchmark<C, f32, D>,
+    [const C: usize, D: KitDevice<f32>] Aim<C, f32, D>,
 );

@@ -40,3 +40,23 @@ fn our_token_ops_accumulate_where_dfdx_slice_overwrites() {
     let g = (a + b + c).backward();
     assert_eq!(g.get(&x).as_vec(), vec![3.0, 3.0, 3.0, 3.0]);
 }
+
+/// How our CUDA ops reach device buffers without a host transfer (`device::buffer_of`,
+/// `device::tensor_filled`), pinned on the CPU: dfdx 0.13's `mul` backward writes `x` into the
+/// gradient of a probe in `sum(probe · x)`, and `Gradients::get` makes a tensor of a gradient buffer.
+/// The same dfdx code runs on CUDA. If this fails, upstream changed: re-read `ops/cuda/gpu.rs`.
+#[test]
+fn a_tensors_buffer_is_reached_through_public_gradient_buffers() {
+    use video_adapters::device::{buffer_of, tensor_filled};
+    let dev: Cpu = Default::default();
+    let x = dev.tensor_from_vec(vec![1.5f32, -2.0, 3.25, 0.0, 7.0, -0.5], (2usize, 3usize));
+    let buf = buffer_of(&x).unwrap();
+    assert_eq!(&buf[..], &[1.5, -2.0, 3.25, 0.0, 7.0, -0.5]);
+    // a permuted view: the buffer holds the logical order
+    let p = x.clone().permute::<(usize, usize), Axes2<1, 0>>();
+    assert_eq!(&buffer_of(&p).unwrap()[..], &p.as_vec()[..]);
+    let y: Tensor<(usize, usize), f32, Cpu> =
+        tensor_filled(&dev, (3usize, 2usize), |v| v.copy_from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).unwrap();
+    assert_eq!(y.as_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(y.shape().concrete(), [3, 2]);
+}

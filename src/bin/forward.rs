@@ -62,6 +62,9 @@ struct Args {
     /// Also write the named intermediates (embed_out, block{i}_out, pre_logits, …).
     #[arg(long)]
     taps: bool,
+    /// Where the model runs: `cpu`, `cuda` or `cuda:N` (a build with `--features cuda` and a GPU).
+    #[arg(long, default_value = "cpu", value_parser = video_adapters::device::DeviceArg::parse)]
+    device: video_adapters::device::DeviceArg,
 }
 
 fn main() {
@@ -83,7 +86,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     let cfg = ModelCfg::from_ron_file(&a.model)?;
     let dev = Cpu::default();
     let mut model =
-        cfg.build(&dev, &mut Init::seeded(0)).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
+        cfg.build_for(a.device, &mut Init::seeded(0)).map_err(|e| anyhow::anyhow!("{}: {e:#}", a.model.display()))?;
     let new = video_adapters::tools::load::not_in_clip(&cfg);
     match (&a.weights, &a.clip) {
         (Some(w), _) => {

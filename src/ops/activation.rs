@@ -93,6 +93,10 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
+    let x = match D::k_activation(x, act) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let shape = *x.shape();
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();

@@ -173,6 +173,10 @@ where
     let c = width.size();
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
     let (scale, lay) = geometry::<E>(n, l, c, heads, axis);
+    let qkv = match D::k_self_attention(qkv, heads, axis, width) {
+        Ok(y) => return y,
+        Err(qkv) => qkv,
+    };
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let qv = host(&qkv);
@@ -318,6 +322,9 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
+    if D::KERNELS {
+        return attend_unfused(x, ln, mha, axis, residual);
+    }
     let (n, l, _) = *x.shape();
     let (c, c3, rows, heads) = (C, 3 * C, n * l, mha.heads);
     assert_eq!(mha.in_proj_weight.numel(), c3 * c, "attention: in_proj_weight is not (3·{c}, {c})");
@@ -405,6 +412,36 @@ where
         });
     }
     y.put_tape(tape)
+}
+
+/// [`attend`] as its separate ops (`layer_norm`, `linear`, [`self_attention`], `linear`, `add`), for
+/// a device whose kernels run each op (CUDA): the same arithmetic, the same frozen/trainable rules.
+fn attend_unfused<const C: usize, E, D, T>(
+    x: Tensor<(usize, usize, Const<C>), E, D, T>,
+    ln: Option<&LayerNorm<Const<C>, E, D>>,
+    mha: &MultiheadAttention<C, E, D>,
+    axis: SeqAxis,
+    residual: bool,
+) -> Tensor<(usize, usize, Const<C>), E, D, T>
+where
+    E: Real,
+    D: KitDevice<E>,
+    T: Tape<E, D>,
+{
+    let (xs, tape) = x.split_tape();
+    let h = xs.clone().put_tape(tape);
+    let h = match ln {
+        Some(ln) => super::layer_norm(h, ln),
+        None => h,
+    };
+    let qkv = super::linear(h, &mha.in_proj_weight, Some(&mha.in_proj_bias));
+    let o = self_attention(qkv, mha.heads, axis, Const::<C>);
+    let y = mha.out_proj.forward(o);
+    if residual {
+        super::add(y, xs)
+    } else {
+        y
+    }
 }
 
 crate::impl_params!([const C: usize, E: Real, D: KitDevice<E>] MultiheadAttention<C, E, D> {

@@ -21,6 +21,10 @@ where
 {
     let shape = *a.shape();
     assert_eq!(shape.concrete(), b.shape().concrete(), "add: shapes differ");
+    let (a, b) = match D::k_add(a, b) {
+        Ok(y) => return y,
+        Err(ab) => ab,
+    };
     let dev = a.device().clone();
     let (a, ta) = a.split_tape();
     let (b, tb) = b.split_tape();
@@ -60,6 +64,10 @@ where
         Weights::Fixed(v) => v.iter().map(|x| E::of(*x)).collect(),
     };
     assert_eq!(w.len(), terms.len(), "fuse: {} weights for {} terms", w.len(), terms.len());
+    let (base, terms) = match D::k_fuse(base, terms, &w, weights) {
+        Ok(y) => return y,
+        Err(bt) => bt,
+    };
     let dev = base.device().clone();
     let (base, tb) = base.split_tape();
     let mut tape = T::default().merge(tb);
@@ -166,6 +174,10 @@ pub(crate) fn mask<S: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
 ) -> Tensor<S, E, D, T> {
     let shape = *x.shape();
     assert_eq!(factors.len() * block, shape.num_elements(), "mask: factor blocks do not cover the tensor");
+    let x = match D::k_mask(x, &factors, block) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let mut y = host(&x);
@@ -194,6 +206,10 @@ pub fn mean_over_frames<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     let (n, xd) = *x.shape();
     let c = xd.size();
     assert!(frames > 0 && n % frames == 0, "mean_over_frames: {n} rows is not a multiple of T = {frames}");
+    let x = match D::k_mean_over_frames(x, frames) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let b = n / frames;
     let inv = E::one() / E::of(frames as f64);
     let dev = x.device().clone();

@@ -66,6 +66,10 @@ where
 {
     let want_dw = weight.trainable;
     let want_db = bias.is_some_and(|b| b.trainable);
+    let x = match D::k_linear(x, &weight.value, bias.map(|b| &b.value), want_dw, want_db) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     linear_impl(x, (&weight.value, weight.host()), bias.map(|b| (&b.value, b.host())), want_dw, want_db)
 }
 
@@ -84,6 +88,10 @@ where
     D: KitDevice<E>,
     T: Tape<E, D>,
 {
+    let x = match D::k_linear(x, weight, bias, false, false) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     linear_impl(x, (weight, Arc::new(host(weight))), bias.map(|b| (b, Arc::new(host(b)))), false, false)
 }
 // ANCHOR_END: linear

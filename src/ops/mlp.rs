@@ -39,6 +39,17 @@ where
     T: Tape<E, D>,
 {
     let shape = *x.shape();
+    if D::KERNELS {
+        // on a device whose kernels run each op (CUDA): the fused host op as its separate ops
+        let (xs, tape) = x.split_tape();
+        let h = xs.clone().put_tape(tape);
+        let h = match ln {
+            Some(ln) => super::layer_norm(h, ln),
+            None => h,
+        };
+        let y = fc2.forward(super::activation(fc1.forward(h), act)).reshape_like(&shape);
+        return if residual { super::add(y, xs) } else { y };
+    }
     let (c, hd, rows) = (shape.feat().size(), fc1.out_features(), shape.rows());
     assert_eq!(fc1.in_features(), c, "mlp: fc1 takes {} features, x has {c}", fc1.in_features());
     assert_eq!((fc2.in_features(), fc2.out_features()), (hd, c), "mlp: fc2 must map {hd} features to {c}");

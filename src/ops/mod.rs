@@ -16,6 +16,7 @@ use dfdx::prelude::*;
 
 pub mod activation;
 pub mod attention;
+pub mod cuda;
 pub mod dwconv3d;
 pub mod elementwise;
 pub mod gemm;

@@ -15,6 +15,21 @@ use crate::param::Param;
 
 type Tok<X, E, D, T> = Tensor<(usize, usize, X), E, D, T>;
 
+/// The single-input token ops, as a device with its own kernels runs them (`ops/cuda/tokens.cu`) on
+/// (N, L, C) tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenOp {
+    /// [`cls_tokens`].
+    Cls { n: usize, l: usize, c: usize },
+    /// [`patch_tokens`].
+    Patches { n: usize, l: usize, c: usize },
+    /// [`temporal_shift`]: per channel, the frame offset it reads (0: unshifted), for the first
+    /// `tokens` tokens.
+    Shift { n: usize, l: usize, c: usize, frames: usize, tokens: usize, dt: Vec<i32> },
+    /// [`average_cls`].
+    AverageCls { n: usize, l: usize, c: usize, frames: usize },
+}
+
 /// The CLS token of every row: (N, L, X) → (N, X).
 pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>) -> Tensor<(usize, X), E, D, T> {
     let (n, l, xd) = *x.shape();
@@ -22,6 +37,7 @@ pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, 
     select(
         x,
         (n, xd),
+        TokenOp::Cls { n, l, c },
         move |src: &[E], dst: &mut [E]| {
             for r in 0..n {
                 dst[r * c..(r + 1) * c].copy_from_slice(&src[r * l * c..r * l * c + c]);
@@ -43,6 +59,7 @@ pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E
     select(
         x,
         (n, l - 1, xd),
+        TokenOp::Patches { n, l, c },
         move |src: &[E], dst: &mut [E]| {
             dst.par_chunks_mut(row)
                 .enumerate()
@@ -60,9 +77,14 @@ pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E
 fn select<S: Shape, S2: Shape, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     x: Tensor<S, E, D, T>,
     out_shape: S2,
+    op: TokenOp,
     fwd: impl Fn(&[E], &mut [E]),
     bwd: impl Fn(&[E], &mut [E]) + 'static,
 ) -> Tensor<S2, E, D, T> {
+    let x = match D::k_tokens(x, out_shape, &op) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let mut y = vec![E::zero(); out_shape.num_elements()];
@@ -92,6 +114,10 @@ where
     let (n, l, xd) = *x.shape();
     let c = xd.size();
     assert_eq!(delta.shape().concrete(), [n, l - 1, c], "add_to_patches: delta must be (N, L-1, X)");
+    let (x, delta) = match D::k_add_to_patches(x, delta) {
+        Ok(y) => return y,
+        Err(xd) => xd,
+    };
     let dev = x.device().clone();
     let (x, tx) = x.split_tape();
     let (delta, td) = delta.split_tape();
@@ -265,9 +291,11 @@ pub fn temporal_shift<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
         (0..frames as isize).contains(&t).then(|| (((r as isize + dt) as usize) * l + tok) * c + ch)
     };
     let dts = src_dt.clone();
+    let gpu_op = TokenOp::Shift { n, l, c, frames, tokens, dt: src_dt.iter().map(|&d| d as i32).collect() };
     select(
         x,
         (n, l, xd),
+        gpu_op,
         move |xv: &[E], y: &mut [E]| {
             y.copy_from_slice(xv);
             for r in 0..n {
@@ -317,6 +345,7 @@ pub fn average_cls<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     select(
         x,
         (n, l, xd),
+        TokenOp::AverageCls { n, l, c, frames },
         move |xv: &[E], y: &mut [E]| {
             y.copy_from_slice(xv);
             for r in 0..n {

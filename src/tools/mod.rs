@@ -46,6 +46,10 @@ pub struct ModelArgs {
     /// Seed of the initial weights, of the order of the items and of every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the model runs: `cpu`, `cuda` or `cuda:N` (a build with `--features cuda` and a GPU).
+    /// Videos are decoded and batched on the host either way.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::DeviceArg::parse)]
+    pub device: crate::device::DeviceArg,
 }
 
 /// `--init`.
@@ -77,7 +81,7 @@ impl ModelArgs {
     /// Builds the model with random initial weights from `--seed` and loads `--clip` if given.
     /// Without `--clip`, `--init random` must say that random encoder weights are meant.
     pub fn build(&self, cfg: &ModelCfg) -> anyhow::Result<Box<dyn VideoModel>> {
-        let mut model = cfg.build(&dfdx::prelude::Cpu::default(), &mut Init::seeded(self.seed))?;
+        let mut model = cfg.build_for(self.device, &mut Init::seeded(self.seed))?;
         if let Some(w) = &self.weights {
             model.load(w, &crate::clip::weights::KeyMap::identity(), &|_| false)?;
             eprintln!("loaded every parameter from {}", w.display());
