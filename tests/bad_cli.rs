@@ -134,8 +134,9 @@ fn the_binary_list_is_complete() {
     let mut names: Vec<&str> = video_adapters::repro::all().into_iter().map(|(n, _)| n).collect();
     names.extend(["forward", "bench", "book_assets", "proxy"]);
     assert_eq!(BINS.map(|(n, _)| n).to_vec(), names);
-    // and every file in src/bin is here, or (the `video` tools) driven by tests/end_to_end.rs
-    let video_tools = ["train", "evaluate", "clips"];
+    // and every file in src/bin is here, or (the `video` tools) driven by tests/end_to_end.rs, or
+    // (the `cuda` tool) by tests/gpu.rs
+    let video_tools = ["train", "evaluate", "clips", "gpu_check"];
     for e in std::fs::read_dir(root().join("src/bin")).unwrap() {
         let file = e.unwrap().file_name().to_string_lossy().to_string();
         let name = file.trim_end_matches(".rs");
@@ -143,6 +144,16 @@ fn the_binary_list_is_complete() {
             names.contains(&name) || video_tools.contains(&name),
             "src/bin/{file} is not driven by a bad-input test"
         );
+    }
+}
+
+/// `--device`: an unknown device is a usage error naming the value; `cuda` on a build or machine
+/// without CUDA is one saying which (here: the build, unless it has feature `cuda` and a GPU).
+#[test]
+fn forward_names_what_is_wrong_with_the_device() {
+    fails(&run("forward", &["--device", "gpu"]), 2, &["--device", "unknown device `gpu`"]);
+    if let Err(why) = video_adapters::device::cuda_devices() {
+        fails(&run("forward", &["--device", "cuda"]), 2, &["--device", &why]);
     }
 }
 

@@ -254,3 +254,22 @@ fn vit_b16_presets_match_the_cpu() {
         ["clip_baseline_vit_b16", "st_adapter_vit_b16_12x384", "aim_vitclip_base_k400", "mst_adapter_vit_b16_k400"];
     compare_models("vit_b16_presets_match_the_cpu", |n| b16.contains(&n), 1);
 }
+
+/// `gpu_check` refuses the CPU, an unknown flag and (on a machine without a GPU) says there is no
+/// device, without panicking.
+#[test]
+fn gpu_check_names_what_is_wrong() {
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_gpu_check")).args(args).output().unwrap();
+    let out = run(&["--out", "/nonexistent-dir/x", "--device", "cpu"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("measures a CUDA device"), "{err}");
+    let out = run(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    if let Err(why) = cuda_devices() {
+        let out = run(&["--out", "/tmp/gpu-check-test"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&why) && !err.contains("panicked"), "{err}");
+    }
+}

@@ -28,7 +28,7 @@ extern "C" __global__ void attn_softmax(size_t rows, size_t len, float *p, float
     size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float *row = p + r * len;
-    float m = -INFINITY;
+    float m = -__int_as_float(0x7f800000); // -inf (NVRTC has no math.h, so no INFINITY)
     for (size_t j = 0; j < len; j++) m = fmaxf(m, row[j]);
     float z = 0.0f;
     for (size_t j = 0; j < len; j++) {

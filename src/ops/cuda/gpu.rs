@@ -9,6 +9,10 @@
 //! tensor through `Gradients::get`. Both are device-to-device (a few kernels and one copy each): no
 //! host transfer, but not free either — the cost a future dfdx with public buffers would remove.
 //! `tests/dfdx_upstream.rs` pins the behaviour [`read`] relies on (on the CPU).
+//!
+//! Ops still on the host round trip (`KitDevice::update` / `take`): `patchify`, `embed_tokens` and
+//! `set_prompts` (their kernels are in `tokens.cu`, compiled and checked by the tests, not wired yet).
+//! Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
 
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -7,7 +7,7 @@ extern "C" __global__ void ce_rows(size_t batch, size_t k, float eps, const floa
     size_t b = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (b >= batch) return;
     const float *zr = z + b * k;
-    float m = -INFINITY;
+    float m = -__int_as_float(0x7f800000); // -inf (NVRTC has no math.h, so no INFINITY)
     for (size_t j = 0; j < k; j++) m = fmaxf(m, zr[j]);
     float s = 0.0f;
     for (size_t j = 0; j < k; j++) s += expf(zr[j] - m);
