@@ -56,13 +56,16 @@ fn param<S: Shape, D: KitDevice<f32>>(dev: &D, seed: u64, shape: S, trainable: b
 /// What one op case gives on a device: the output and every gradient, by name.
 type Run = Vec<(String, Vec<f32>)>;
 
+/// Parameters whose gradients a case reads, by name.
+type Named<'a, D> = &'a [(&'a str, &'a Tensor<(usize,), f32, D>)];
+
 /// Runs `op` traced on an input of `shape` (seeded values), then `sum(y · r)` backward for fixed
 /// weights r; returns the output, the input's gradient, and the gradients of `params` (by name).
 fn run_op<S: Shape, S2: Shape, D: KitDevice<f32>>(
     dev: &D,
     shape: S,
     op: impl FnOnce(Tensor<S, f32, D, OwnedTape<f32, D>>) -> Tensor<S2, f32, D, OwnedTape<f32, D>>,
-    params: &[(&str, &Tensor<(usize,), f32, D>)],
+    params: Named<'_, D>,
 ) -> Run {
     let x = dev.tensor_from_vec(values(1, shape.num_elements()), shape);
     let y = op(x.clone().traced(Gradients::leaky()));

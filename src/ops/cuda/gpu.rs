@@ -66,7 +66,8 @@ fn cfg(n: usize) -> LaunchConfig {
 
 /// The cuBLAS handle of `dev` (one per device, on its default stream, as dfdx's own).
 fn blas(dev: &Arc<CudaDevice>) -> Arc<CudaBlas> {
-    static HANDLES: OnceLock<Mutex<Vec<(usize, Arc<CudaBlas>)>>> = OnceLock::new();
+    type Handles = Mutex<Vec<(usize, Arc<CudaBlas>)>>;
+    static HANDLES: OnceLock<Handles> = OnceLock::new();
     let mut hs = HANDLES.get_or_init(Default::default).lock().expect("cuBLAS handles");
     if let Some((_, h)) = hs.iter().find(|(o, _)| *o == dev.ordinal()) {
         return h.clone();
@@ -333,7 +334,10 @@ pub fn mean_over_frames<X: Dim, T: Tape<f32, Cuda>>(
 ) -> Tensor<(usize, X), f32, Cuda, T> {
     let (rows, xd) = *x.shape();
     let c = xd.size();
-    assert!(frames > 0 && rows % frames == 0, "mean_over_frames: {rows} rows is not a multiple of T = {frames}");
+    assert!(
+        frames > 0 && rows.is_multiple_of(frames),
+        "mean_over_frames: {rows} rows is not a multiple of T = {frames}"
+    );
     let videos = rows / frames;
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
@@ -445,12 +449,12 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     let (n, l, c3) = *qkv.shape();
     let c = width.size();
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
-    assert!(heads > 0 && c % heads == 0, "attention: {heads} heads do not divide width {c}");
+    assert!(heads > 0 && c.is_multiple_of(heads), "attention: {heads} heads do not divide width {c}");
     let (temporal, frames, seqs, len) = match axis {
         SeqAxis::Tokens => (0i32, 1usize, n, l),
         SeqAxis::Frames { frames } => {
             assert!(
-                frames > 0 && n % frames == 0,
+                frames > 0 && n.is_multiple_of(frames),
                 "temporal attention: {n} frame rows is not a multiple of T = {frames}"
             );
             (1, frames, n / frames * l, frames)
@@ -548,14 +552,14 @@ pub fn tokens<S: Shape, S2: Shape, T: Tape<f32, Cuda>>(
         TokenOp::Shift { dt, .. } => Some(ok(d.htod_sync_copy(dt), "upload")),
         _ => None,
     };
-    match op {
-        &TokenOp::Cls { n, l, c } => launch!(&d, "cls_select", n * c, (n, l, c, &xb, &mut y)),
-        &TokenOp::Patches { n, l, c } => launch!(&d, "patch_select", n * (l - 1) * c, (n, l, c, &xb, &mut y)),
-        &TokenOp::Shift { n, l, c, frames, tokens, .. } => {
+    match *op {
+        TokenOp::Cls { n, l, c } => launch!(&d, "cls_select", n * c, (n, l, c, &xb, &mut y)),
+        TokenOp::Patches { n, l, c } => launch!(&d, "patch_select", n * (l - 1) * c, (n, l, c, &xb, &mut y)),
+        TokenOp::Shift { n, l, c, frames, tokens, .. } => {
             let dt = dt.as_ref().expect("uploaded above");
             launch!(&d, "temporal_shift", n * l * c, (n, l, c, frames, tokens, dt, &xb, &mut y))
         }
-        &TokenOp::AverageCls { n, l, c, frames } => {
+        TokenOp::AverageCls { n, l, c, frames } => {
             launch!(&d, "average_cls", n * l * c, (n, l, c, frames, &xb, &mut y))
         }
     }
