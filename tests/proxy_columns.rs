@@ -6,7 +6,7 @@
 use video_adapters::proxy::bench::{Budget, RunKey, RunResult};
 use video_adapters::proxy::synth::Task;
 use video_adapters::repro::engine::Kind;
-use video_adapters::repro::{all, counts_report, proxy, Format};
+use video_adapters::repro::{all, counts_report, proxy, Format, Runner};
 
 /// A fixed result for every run a table's proxy needs: top-1 and direction made up from the
 /// method's position so that frame-averaging methods sit at 50 % direction and the others above.
@@ -122,4 +122,125 @@ fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
             assert_eq!(line.contains("— reproduced"), want, "{name}: {line}");
         }
     }
+}
+
+/// The result columns a reproduction prints (accuracy), by fixture key; none for the custom tables.
+fn result_keys(runner: Runner) -> Vec<&'static str> {
+    match runner {
+        Runner::Spec(spec, _) => spec().results,
+        Runner::Custom(_) => vec![],
+    }
+}
+
+/// Issue 10, item 5: "every reproduction with accuracy columns shows a proxy column for the rows
+/// the kit implements". Every reproduction either has a proxy — each proxy column one of its
+/// result columns, at least one row with a method — or an exemption that says why
+/// (`proxy::exemption`: no result columns, or no row the kit implements), never both; and
+/// `scripts/proxy_all` runs exactly the tables with a proxy.
+#[test]
+fn every_table_with_result_columns_has_a_proxy_or_a_reasoned_exemption() {
+    let mut with_proxy = Vec::new();
+    for (name, runner) in all() {
+        let results = result_keys(runner);
+        let exempt = proxy::exemption(name, !results.is_empty());
+        match (proxy::table(name), exempt) {
+            (Some(t), None) => {
+                for (key, _) in &t.columns {
+                    assert!(results.contains(key), "{name}: proxy column {key} is not a result column ({results:?})");
+                }
+                let rep = counts_report(runner).unwrap();
+                let rows = rep.rows.iter().filter(|r| (t.method)(&r.id).is_some()).count();
+                assert!(rows > 0, "{name}: no row has a proxy method");
+                with_proxy.push(name);
+            }
+            (None, Some(why)) => assert!(!why.is_empty(), "{name}"),
+            (Some(_), Some(why)) => panic!("{name} has a proxy and an exemption ({why})"),
+            (None, None) => panic!("{name} has result columns {results:?} but neither a proxy nor an exemption"),
+        }
+    }
+    let script = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/proxy_all"))
+        .expect("scripts/proxy_all");
+    let list =
+        script.split("tables=\"").nth(1).and_then(|r| r.split('"').next()).expect("tables=\"…\" in scripts/proxy_all");
+    let listed: Vec<&str> = list.split_whitespace().collect();
+    assert_eq!(listed, with_proxy, "scripts/proxy_all's list against the tables with a proxy");
+}
+
+/// The exemptions are the rule's: tables without result columns, and ST-Adapter Table 10, whose
+/// rows are all Swin-B (no ViT row the kit implements).
+#[test]
+fn exempt_tables_are_the_ones_without_results_or_implemented_rows() {
+    let exempt: Vec<&str> = all()
+        .into_iter()
+        .filter(|(n, r)| proxy::exemption(n, !result_keys(*r).is_empty()).is_some())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        exempt,
+        ["st_table6_training_cost", "st_table8_recipe", "st_table10_swin", "aim_table9_memory"],
+        "the tables without a proxy"
+    );
+    let spec = video_adapters::repro::st_adapter::table10_swin();
+    let table = video_adapters::repro::published::load(spec.paper, spec.file).unwrap();
+    for row in &table.rows {
+        assert!((spec.ours)(row).is_none(), "st_table10_swin implements row {}: it should get a proxy", row.id);
+    }
+}
+
+/// The methods' serialized forms are part of every cached run's key: the seven methods the first
+/// tables used keep theirs (so the cached runs stay valid), and an ablation at the default
+/// setting is the plain method (one setting, one name, one cache entry).
+#[test]
+fn methods_keep_their_cache_names_and_defaults_are_the_plain_methods() {
+    use video_adapters::baselines::{Arch, Tuning};
+    use video_adapters::mst_adapter::{Placement, Pointwise};
+    use video_adapters::proxy::{Layers, Method};
+    use video_adapters::st_adapter::Position;
+    let json = |m: Method| serde_json::to_string(&m).unwrap();
+    assert_eq!(json(Method::ST_ADAPTER), r#"{"StAdapter":{"t":3,"h":1,"w":1}}"#);
+    for (m, name) in [
+        (Method::LinearProbe, "LinearProbe"),
+        (Method::FullFinetune, "FullFinetune"),
+        (Method::Houlsby, "Houlsby"),
+        (Method::Aim, "Aim"),
+        (Method::MstAdapter, "MstAdapter"),
+        (Method::MstAdapterNoShift, "MstAdapterNoShift"),
+    ] {
+        assert_eq!(json(m), format!("\"{name}\""));
+    }
+    assert_eq!(Method::st(16, &[Position::PreMlp], Layers::ALL), Method::ST_ADAPTER);
+    assert_eq!(Method::aim_with(true, true, Layers::ALL, 16), Method::Aim);
+    assert_eq!(Method::mst_with(Pointwise::Dense, false, Placement::PostResidual, Layers::ALL), Method::MstAdapter);
+    assert_eq!(Method::baseline(Arch::Sa, Tuning::Full), Method::FullFinetune);
+    assert_eq!(Method::baseline(Arch::Sa, Tuning::LinearProbe), Method::LinearProbe);
+    assert_eq!(Method::baseline(Arch::Sa, Tuning::Adapter { width: 16 }), Method::Houlsby);
+    // and the plain methods' configs are what the ablation variants give at the default
+    let clip = video_adapters::proxy::backbone();
+    let ablated = Method::AimAblation { temporal: true, joint: true, layers: Layers::ALL, hidden: 16 };
+    assert_eq!(ablated.cfg(&clip, 12, 4), Method::Aim.cfg(&clip, 12, 4));
+    let ablated = Method::MstAblation {
+        pointwise: Pointwise::Dense,
+        average_fusion: false,
+        placement: Placement::PostResidual,
+        layers: Layers::ALL,
+    };
+    assert_eq!(ablated.cfg(&clip, 12, 4), Method::MstAdapter.cfg(&clip, 12, 4));
+    let ablated =
+        Method::StAblation { width: 16, pre_attn: false, pre_mlp: true, post_mlp: false, layers: Layers::ALL };
+    assert_eq!(ablated.cfg(&clip, 12, 4), Method::ST_ADAPTER.cfg(&clip, 12, 4));
+}
+
+/// ViT-B/16's groups of four blocks map to the proxy layer at the depth of the group's centre
+/// (`proxy::Layers`): blocks 1-4 → layer 1, 5-8 → layer 3, 9-12 → layer 4 (1-based), so the
+/// ablations' "shallow < middle < deep" keep their order, one layer each.
+#[test]
+fn vit_b_block_groups_map_to_one_proxy_layer_each_in_depth_order() {
+    use video_adapters::clip::Blocks;
+    use video_adapters::proxy::Layers;
+    assert_eq!(Layers::group(1, 4), Layers(0b0001));
+    assert_eq!(Layers::group(5, 8), Layers(0b0100));
+    assert_eq!(Layers::group(9, 12), Layers(0b1000));
+    assert_eq!(Layers::group(5, 8).and(Layers::group(9, 12)).blocks(4), Blocks::List(vec![2, 3]));
+    assert_eq!(Layers::ALL.blocks(4), Blocks::Last(4));
+    assert_eq!(Layers(0b0101).name(), "layers 1, 3");
 }

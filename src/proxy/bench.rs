@@ -189,13 +189,13 @@ pub fn run(key: &RunKey, progress: bool) -> anyhow::Result<RunResult> {
     let tunable: u64 = model.params().iter().filter(|p| p.trainable).map(|p| p.numel as u64).sum();
     let (train, test) = splits(key.task, &key.budget);
     let b = key.budget;
-    // full fine-tuning: the encoder at 1/10 of the rate (the head at the full rate)
+    // full and partial fine-tuning: the trained encoder weights at 1/10 of the rate (the rest at the full rate)
     let prefix = cfg.encoder_prefix().to_string();
-    let scaled = if key.method == Method::FullFinetune {
+    let scaled = if key.method.fine_tunes_encoder() {
         let encoder: Vec<String> = model
             .params()
             .into_iter()
-            .filter(|p| p.key.strip_prefix(prefix.as_str()).is_some_and(is_clip_key))
+            .filter(|p| p.trainable && p.key.strip_prefix(prefix.as_str()).is_some_and(is_clip_key))
             .map(|p| p.key)
             .collect();
         vec![Scaled { prefixes: encoder, lr_mult: 0.1, wd_mult: 1.0 }]
