@@ -213,6 +213,7 @@ fn generated_figures_and_discrepancies_are_current() {
         ("generated/discrepancies.md", video_adapters::repro::discrepancies_markdown().unwrap()),
         ("generated/tables_summary.md", video_adapters::repro::tables_summary_markdown().unwrap()),
         ("generated/measured_tables.md", video_adapters::repro::measured_markdown().unwrap()),
+        ("measured/proxy_claims.md", video_adapters::repro::proxy::claims_markdown(&book().join("measured")).unwrap()),
     ] {
         let have = std::fs::read_to_string(book().join(file)).unwrap_or_default();
         assert!(have == want, "book/src/{file} is stale: cargo run --release --bin book_assets");

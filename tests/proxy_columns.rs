@@ -98,15 +98,19 @@ fn cache_key_names_method_task_budget_and_seed() {
     assert_ne!(k.hash("other backbone"), h);
 }
 
-/// The book's proxy pages (`book/src/measured/proxy_*.md`, written by the binaries with
-/// `--format markdown`, commands in the chapter "The embedded CPU benchmark") show each table's
-/// proxy columns and one line per claim: the central claims reproduced at the default seeds, the
-/// two rankings by a fraction of a point not.
+/// The claims the committed pages report as NOT reproduced, by (table, claim index from 0); every
+/// other claim of every page is reproduced. A change here is a change of results: say why.
+const NOT_REPRODUCED: &[(&str, usize)] = &[("table1_k400", 1), ("mst_table4_cls_shift", 0)];
+
+/// The book's proxy pages (`book/src/measured/proxy_*.md`, written by `BOOK=1 scripts/proxy_all`)
+/// exist for every table with a proxy and show its proxy columns and one line per claim, each
+/// reproduced or NOT reproduced (never "not checked": every run a claim needs was there), the ones
+/// not reproduced being exactly [`NOT_REPRODUCED`].
 #[test]
 fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/measured");
-    for name in ["table1_k400", "st_table1_benchmark", "mst_table2_ssv2", "st_table7_kernel", "mst_table4_cls_shift"] {
-        let t = proxy::table(name).unwrap();
+    for (name, _) in all() {
+        let Some(t) = proxy::table(name) else { continue };
         let path = book.join(format!("proxy_{name}.md"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
         assert!(text.contains(" proxy |"), "{name}: no proxy column");
@@ -116,9 +120,8 @@ fn committed_proxy_outputs_show_their_columns_and_reproduced_claims() {
                 .find(|l| l.contains(&format!("**claim {}**", i + 1)))
                 .unwrap_or_else(|| panic!("{name}: claim {} missing", i + 1));
             assert!(line.contains(&c.text.replace('|', "\\|")), "{name}: claim {} is not `{}`", i + 1, c.text);
-            // the rankings by a fraction of a point are what the proxy cannot reproduce: the front
-            // door's MST-Adapter above ST-Adapter (a tie) and the [CLS] shift (within the seed spread)
-            let want = !matches!((name, i), ("table1_k400", 1) | ("mst_table4_cls_shift", 0));
+            let want = !NOT_REPRODUCED.contains(&(name, i));
+            assert!(line.contains("— reproduced") || line.contains("— NOT reproduced"), "{name}: {line}");
             assert_eq!(line.contains("— reproduced"), want, "{name}: {line}");
         }
     }

@@ -670,3 +670,41 @@ pub fn fill(rep: &mut Report, t: &ProxyTable, results: &[RunResult], seeds: &[u6
         rep.notes.push((format!("claim {}", i + 1), o.line(&c.text)));
     }
 }
+
+/// The book's list of every claim and its result (`book/src/measured/proxy_claims.md`), read from
+/// the committed proxy pages in `measured` (`proxy_<table>.md`, written by `BOOK=1
+/// scripts/proxy_all`): per table, each claim line as the table printed it, and the tally.
+pub fn claims_markdown(measured: &std::path::Path) -> anyhow::Result<String> {
+    let (mut held, mut failed, mut unchecked, mut tables) = (0, 0, 0, 0);
+    let mut body = String::new();
+    for (name, _) in super::all() {
+        if table(name).is_none() {
+            continue;
+        }
+        let path = measured.join(format!("proxy_{name}.md"));
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let rep = Report::from_markdown(name, &text)?;
+        tables += 1;
+        body += &format!("**{}** (`{name}`)\n\n", rep.table);
+        for (id, line) in rep.notes.iter().filter(|(id, _)| id.starts_with("claim")) {
+            let verdict = if line.contains(" — reproduced: ") {
+                held += 1;
+                "reproduced"
+            } else if line.contains(" — NOT reproduced: ") {
+                failed += 1;
+                "NOT reproduced"
+            } else {
+                unchecked += 1;
+                "not checked"
+            };
+            let marked = line.replacen(&format!(" — {verdict}"), &format!(" — **{verdict}**"), 1);
+            body += &format!("- {id}: {marked}\n");
+        }
+        body += "\n";
+    }
+    Ok(format!(
+        "{} claims in {tables} tables: {held} reproduced, {failed} not reproduced, {unchecked} not checked \
+         (seeds and budget as each table's proxy note says).\n\n{body}",
+        held + failed + unchecked
+    ))
+}
