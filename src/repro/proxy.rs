@@ -253,8 +253,8 @@ pub fn table(binary: &str) -> Option<ProxyTable> {
                         ],
                         &[timesformer(), b(Arch::SaTs, Tuning::Full), b(Arch::SaTa, Tuning::Partial), b(Arch::SaTa, Tuning::Temporal)],
                     ),
-                        "TimeSformer's temporal attention layers are new weights (its divided attention has no \
-                         pre-trained counterpart) trained from the CLIP stand-in in 300 steps at the one learning \
+                        "TimeSformer's temporal attention layers start fresh in the kit (random attention, \
+                         `temporal_fc` at zero) and train in 300 steps at the one learning \
                          rate the proxy uses for every method (chosen for adapters, STUDY.md, not tuned per \
                          baseline); with full and with temporal fine-tuning of SA+TA they did not learn the order of \
                          frames, while X-ViT's shift and SA+TA's partial fine-tuning did",
