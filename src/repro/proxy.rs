@@ -687,8 +687,8 @@ pub fn fill(rep: &mut Report, t: &ProxyTable, results: &[RunResult], seeds: &[u6
             "proxy columns: top-1 (%) on the embedded CPU benchmark, mean ± std over seeds {} — not the paper's data \
              and never comparable with the published figures: {}. Each row's method on one small pre-trained \
              backbone (the CLIP stand-in: ViT width 64, 4 layers, patch 8, 32×32 × {} frames), the kit's own \
-             presets, trainer and evaluator; rows that differ only in backbone size or frames share their method's \
-             result. Budget {}. Cached in {} (book: \"The embedded CPU benchmark\").",
+             presets, trainer and evaluator; rows that differ only in backbone size, frames or pre-training share \
+             their method's result (a table that compares pre-trainings shows the CLIP rows only). Budget {}. Cached in {} (book: \"The embedded CPU benchmark\").",
             seeds_text.join(", "),
             tasks.join("; "),
             bench::GEOMETRY.frames,
