@@ -35,6 +35,7 @@ fn fake_results(t: &proxy::ProxyTable, ids: &[String], seeds: &[u64]) -> Vec<Run
                 wall_seconds: 1.0,
                 cpu_seconds: Some(1.0),
                 loss: 0.1,
+                curve: vec![],
             }
         })
         .collect()

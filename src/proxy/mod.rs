@@ -6,6 +6,9 @@
 
 pub mod bench;
 pub mod claims;
+#[cfg(feature = "video")]
+pub mod export;
+pub mod runs;
 pub mod source;
 pub mod synth;
 
