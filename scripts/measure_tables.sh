@@ -11,6 +11,6 @@ if python3 -c "import torch" 2>/dev/null; then torch="--torch python3"; else tor
 ./target/release/bench --rounds "${ROUNDS:-3}" $torch --save > /dev/null
 for t in st_table6_training_cost st_table11_inference_speed aim_table6_backbones aim_table10_evl aim_table9_memory; do
     echo "== $t" >&2
-    ./target/release/$t --reps "${REPS:-2}" --format markdown > "book/src/measured/$t.md.tmp"
+    ./target/release/$t --reps "${REPS:-2}" --no-proxy --format markdown > "book/src/measured/$t.md.tmp"
     mv "book/src/measured/$t.md.tmp" "book/src/measured/$t.md"
 done

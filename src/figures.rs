@@ -1,11 +1,12 @@
 //! The book's figures, drawn by our code as SVG (text stays text, no font files): the trainable
 //! parameters of the three methods by part on one scale, Kinetics-400 accuracy against tunable
 //! parameters (published and ours), every computed figure of every table against the printed one,
-//! the measured cost ratios against the published ones, and the architecture pictures
-//! ([`arch`]). `cargo run --release --bin book_assets` writes them; tests/book.rs keeps them
+//! the measured cost ratios against the published ones, the architecture pictures ([`arch`]), and
+//! the embedded benchmark's accuracy and loss curves ([`proxy`]). `cargo run --release --bin book_assets` writes them; tests/book.rs keeps them
 //! current.
 
 pub mod arch;
+pub mod proxy;
 
 use std::fmt::Write as _;
 
@@ -29,7 +30,14 @@ pub fn all() -> anyhow::Result<Vec<(String, String)>> {
         ("arch_mst_adapter.svg".to_string(), arch::mst_adapter()),
         ("arch_overview.svg".to_string(), arch::overview()),
         ("bench_ratios.svg".to_string(), bench_ratios(&crate::bench::Report::load_committed()?)),
+        ("proxy_accuracy_vs_tunable.svg".to_string(), proxy::accuracy_vs_tunable(&proxy_runs()?)),
+        ("proxy_loss_curves.svg".to_string(), proxy::loss_curves(&proxy_runs()?)),
     ])
+}
+
+/// The committed proxy runs (`book/src/measured/proxy_runs.json`).
+fn proxy_runs() -> anyhow::Result<crate::proxy::runs::Runs> {
+    crate::proxy::runs::Runs::load_committed()
 }
 
 // ---------------------------------------------------------------------------------------------

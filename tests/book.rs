@@ -213,6 +213,7 @@ fn generated_figures_and_discrepancies_are_current() {
         ("generated/discrepancies.md", video_adapters::repro::discrepancies_markdown().unwrap()),
         ("generated/tables_summary.md", video_adapters::repro::tables_summary_markdown().unwrap()),
         ("generated/measured_tables.md", video_adapters::repro::measured_markdown().unwrap()),
+        ("measured/proxy_claims.md", video_adapters::repro::proxy::claims_markdown(&book().join("measured")).unwrap()),
     ] {
         let have = std::fs::read_to_string(book().join(file)).unwrap_or_default();
         assert!(have == want, "book/src/{file} is stale: cargo run --release --bin book_assets");
@@ -303,4 +304,26 @@ fn display_equations_are_html_blocks() {
         }
     }
     assert!(n >= 8, "ST-Adapter Eq. 2, AIM Eqs. 3-5, MST-Adapter Eqs. 6-9: found {n}");
+}
+
+/// The committed proxy runs (`proxy -- runs`, issue 10) hold exactly one run of every charted
+/// method for every seed, on the motion task at the default budget, with the current benchmark
+/// version and a full loss curve each; the two proxy figures are checked to be this file rendered
+/// by `generated_figures_and_discrepancies_are_current`.
+#[test]
+fn the_committed_proxy_runs_cover_every_charted_method_with_its_curve() {
+    use video_adapters::proxy::bench::{BENCH_VERSION, CURVE_EVERY};
+    use video_adapters::proxy::runs::{keys, Runs};
+    let runs = Runs::load(&book().join("measured/proxy_runs.json")).unwrap();
+    let stale = "book/src/measured/proxy_runs.json is stale: cargo run --release --bin proxy -- runs";
+    assert_eq!(runs.bench_version, BENCH_VERSION, "{stale}");
+    let want = keys();
+    assert_eq!(runs.runs.len(), want.len(), "{stale}");
+    for key in &want {
+        let found: Vec<_> = runs.runs.iter().filter(|r| r.key == *key).collect();
+        assert_eq!(found.len(), 1, "{} seed {}: {} runs. {stale}", key.method.name(), key.seed, found.len());
+        let curve = &found[0].curve;
+        assert_eq!(curve.len(), key.budget.steps.div_ceil(CURVE_EVERY), "{} seed {}", key.method.name(), key.seed);
+        assert!(curve.iter().all(|v| v.is_finite() && *v > 0.0), "{} seed {}", key.method.name(), key.seed);
+    }
 }

@@ -1,5 +1,6 @@
 //! Writes the book's generated assets: the SVG figures (book/src/figures/) and the page of every
-//! published figure that does not reproduce (book/src/generated/discrepancies.md), under the
+//! published figure that does not reproduce (book/src/generated/discrepancies.md) and the list of the
+//! proxy's claims read from the committed proxy pages (book/src/measured/proxy_claims.md), under the
 //! working directory (the root of a checkout). tests/book.rs checks both are current.
 
 use clap::Parser;
@@ -32,5 +33,8 @@ fn run() -> anyhow::Result<()> {
     eprintln!("wrote generated/tables_summary.md");
     std::fs::write(root.join("generated/measured_tables.md"), video_adapters::repro::measured_markdown()?)?;
     eprintln!("wrote generated/measured_tables.md");
+    let claims = video_adapters::repro::proxy::claims_markdown(&root.join("measured"))?;
+    std::fs::write(root.join("measured/proxy_claims.md"), claims)?;
+    eprintln!("wrote measured/proxy_claims.md");
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! cargo run --release --bin proxy -- sheets
 //! cargo run --release --bin proxy -- pretrain            # regenerates fixtures/proxy/backbone.safetensors
 //! cargo run --release --bin proxy -- study --task motion --method st --seeds 1,2,3
+//! cargo run --release --bin proxy -- runs                # book/src/measured/proxy_runs.json
+//! cargo run --release --features video --bin proxy -- export --task motion --split test --n 48 --out DIR
 //! ```
 
 use std::collections::BTreeMap;
@@ -99,6 +101,27 @@ enum Cmd {
         /// do not read or write the cache
         #[arg(long)]
         no_cache: bool,
+    },
+    /// Runs (or reads from the cache) the runs behind the book's proxy figures (every charted method
+    /// on the motion task, seeds 1-3, default budget) and writes them as JSON, then the figures.
+    Runs {
+        #[arg(long, default_value = "book/src/measured/proxy_runs.json")]
+        out: PathBuf,
+    },
+    /// Writes a split's clips as video files (lossless 4:4:4 H.264 in Matroska) with a list file
+    /// in the official `<path> <label>` format (`--data list:OUT/SPLIT.txt` for the kit's tools).
+    #[cfg(feature = "video")]
+    Export {
+        #[arg(long, default_value = "motion")]
+        task: String,
+        /// train or test (the benchmark's splits)
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// clips 0..n of the split
+        #[arg(long, default_value_t = 48, value_parser = count(1..=1_000_000))]
+        n: usize,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Trains methods on a task from the pre-trained backbone; one JSON line per run.
     Study {
@@ -203,6 +226,31 @@ fn cli(args: Args) -> anyhow::Result<()> {
                     fmt(of(&|r| Some(r.wall_seconds)))
                 );
             }
+            Ok(())
+        }
+        #[cfg(feature = "video")]
+        Cmd::Export { task, split, n, out } => {
+            use video_adapters::proxy::export::{export, Split};
+            let split = match split.as_str() {
+                "train" => Split::Train,
+                "test" => Split::Test,
+                s => anyhow::bail!("unknown split `{s}` (train, test)"),
+            };
+            let e = export(parse_task(&task)?, split, n, &out)?;
+            println!("wrote {} videos and {} (use --data list:{})", e.videos.len(), e.list.display(), e.list.display());
+            Ok(())
+        }
+        Cmd::Runs { out } => {
+            use video_adapters::proxy::{bench, runs};
+            let cache = bench::default_cache_dir();
+            let results = runs::collect(&runs::keys(), Some(&cache))?;
+            let file = runs::Runs {
+                made_by: "cargo run --release --bin proxy -- runs".into(),
+                bench_version: bench::BENCH_VERSION,
+                runs: results,
+            };
+            video_adapters::io::write_atomic(&out, (serde_json::to_string_pretty(&file)? + "\n").as_bytes())?;
+            println!("wrote {} ({} runs); now: cargo run --release --bin book_assets", out.display(), file.runs.len());
             Ok(())
         }
         Cmd::Study {

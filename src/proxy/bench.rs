@@ -97,6 +97,19 @@ pub struct RunResult {
     pub cpu_seconds: Option<f64>,
     /// Final training loss.
     pub loss: f64,
+    /// The training loss curve: the mean loss of steps 1–10, 11–20, … ([`CURVE_EVERY`]; the last
+    /// point averages what is left). Empty in results cached before the field existed (it records
+    /// the run, it does not change it: no new [`BENCH_VERSION`]); `proxy -- runs` reruns those.
+    #[serde(default)]
+    pub curve: Vec<f64>,
+}
+
+/// Steps per point of [`RunResult::curve`].
+pub const CURVE_EVERY: usize = 10;
+
+/// The mean of every `every` consecutive losses (the last point averages what is left).
+pub fn loss_curve(losses: &[f64], every: usize) -> Vec<f64> {
+    losses.chunks(every.max(1)).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect()
 }
 
 impl RunKey {
@@ -189,13 +202,13 @@ pub fn run(key: &RunKey, progress: bool) -> anyhow::Result<RunResult> {
     let tunable: u64 = model.params().iter().filter(|p| p.trainable).map(|p| p.numel as u64).sum();
     let (train, test) = splits(key.task, &key.budget);
     let b = key.budget;
-    // full fine-tuning: the encoder at 1/10 of the rate (the head at the full rate)
+    // full and partial fine-tuning: the trained encoder weights at 1/10 of the rate (the rest at the full rate)
     let prefix = cfg.encoder_prefix().to_string();
-    let scaled = if key.method == Method::FullFinetune {
+    let scaled = if key.method.fine_tunes_encoder() {
         let encoder: Vec<String> = model
             .params()
             .into_iter()
-            .filter(|p| p.key.strip_prefix(prefix.as_str()).is_some_and(is_clip_key))
+            .filter(|p| p.trainable && p.key.strip_prefix(prefix.as_str()).is_some_and(is_clip_key))
             .map(|p| p.key)
             .collect();
         vec![Scaled { prefixes: encoder, lr_mult: 0.1, wd_mult: 1.0 }]
@@ -243,6 +256,7 @@ pub fn run(key: &RunKey, progress: bool) -> anyhow::Result<RunResult> {
         wall_seconds: t0.elapsed().as_secs_f64(),
         cpu_seconds: c0.and_then(|c| Some(process_cpu_seconds()? - c)),
         loss: summary.log.last().map_or(f64::NAN, |l| l.loss),
+        curve: loss_curve(&summary.log.iter().map(|l| l.loss).collect::<Vec<_>>(), CURVE_EVERY),
     })
 }
 // ANCHOR_END: run
@@ -260,10 +274,15 @@ fn proxy_recipe_base() -> Recipe {
     r
 }
 
+/// The cache file of `key` in the cache folder `dir`.
+pub fn cache_file(key: &RunKey, dir: &Path) -> anyhow::Result<PathBuf> {
+    Ok(dir.join(format!("{}.json", key.hash(&backbone_sha()?))))
+}
+
 /// Runs `key` or reads its cached result from `cache` (None: no cache).
 pub fn cached_run(key: &RunKey, cache: Option<&Path>, progress: bool) -> anyhow::Result<(RunResult, bool)> {
     let path = match cache {
-        Some(dir) => Some(dir.join(format!("{}.json", key.hash(&backbone_sha()?)))),
+        Some(dir) => Some(cache_file(key, dir)?),
         None => None,
     };
     if let Some(p) = &path {

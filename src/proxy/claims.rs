@@ -185,3 +185,67 @@ pub fn ranks_above(text: &str, task: Task, a: Method, b: Method, why: &'static s
         }),
     }
 }
+
+/// "Top-1 on `task` rises along `methods`" (each a component added, or adapters moved deeper):
+/// holds when every step raises the mean by more than the larger of the two standard deviations.
+pub fn increasing(text: &str, task: Task, methods: &[Method], why: &'static str) -> Claim {
+    let ms = methods.to_vec();
+    Claim {
+        text: text.into(),
+        runs: methods.iter().map(|&m| (m, task)).collect(),
+        check: Box::new(move |s: &Stats| {
+            let v: Vec<_> = ms.iter().map(|&m| (m, s.get(m, task, Metric::Top1))).collect();
+            let numbers = format!(
+                "top-1 on the {} task, in the claim's order: {}",
+                task.name(),
+                v.iter().map(|(m, x)| fmt(&m.name(), *x)).collect::<Vec<_>>().join(" → ")
+            );
+            let xs: Option<Vec<(f64, f64, usize)>> = v.iter().map(|(_, x)| *x).collect();
+            let holds = xs.map(|xs| xs.windows(2).all(|w| w[1].0 - w[0].0 > w[0].1.max(w[1].1)));
+            Outcome { holds, numbers, why }
+        }),
+    }
+}
+
+/// "`a` is not below `b`" on `task`'s top-1 (a published tie or a small lead): holds when a's mean
+/// is at least b's minus the larger of their standard deviations.
+pub fn not_below(text: &str, task: Task, a: Method, b: Method, why: &'static str) -> Claim {
+    Claim {
+        text: text.into(),
+        runs: vec![(a, task), (b, task)],
+        check: Box::new(move |s: &Stats| {
+            let (x, y) = (s.get(a, task, Metric::Top1), s.get(b, task, Metric::Top1));
+            let numbers = format!("top-1 on the {} task: {}, {}", task.name(), fmt(&a.name(), x), fmt(&b.name(), y));
+            let holds = match (x, y) {
+                (Some(x), Some(y)) => Some(x.0 >= y.0 - x.1.max(y.1)),
+                _ => None,
+            };
+            Outcome { holds, numbers, why }
+        }),
+    }
+}
+
+/// "`best` is above every one of `others`" on `task`'s top-1: holds when its mean exceeds each
+/// other mean by more than the larger of the two standard deviations.
+pub fn best_of(text: &str, task: Task, best: Method, others: &[Method], why: &'static str) -> Claim {
+    let os = others.to_vec();
+    Claim {
+        text: text.into(),
+        runs: std::iter::once(best).chain(others.iter().copied()).map(|m| (m, task)).collect(),
+        check: Box::new(move |s: &Stats| {
+            let b = s.get(best, task, Metric::Top1);
+            let v: Vec<_> = os.iter().map(|&m| (m, s.get(m, task, Metric::Top1))).collect();
+            let numbers = format!(
+                "top-1 on the {} task: {}; {}",
+                task.name(),
+                fmt(&best.name(), b),
+                v.iter().map(|(m, x)| fmt(&m.name(), *x)).collect::<Vec<_>>().join(", ")
+            );
+            let holds = match (b, v.iter().map(|(_, x)| *x).collect::<Option<Vec<_>>>()) {
+                (Some(b), Some(xs)) => Some(xs.iter().all(|x| b.0 - x.0 > b.1.max(x.1))),
+                _ => None,
+            };
+            Outcome { holds, numbers, why }
+        }),
+    }
+}

@@ -102,6 +102,10 @@ pub struct Args {
     /// Skip the embedded CPU benchmark (the "proxy" columns and the claims under the table).
     #[arg(long)]
     pub no_proxy: bool,
+    /// Skip the measured columns (time, memory) of the cost tables, keeping the proxy
+    /// (`scripts/proxy_all` runs every table's proxy this way).
+    #[arg(long)]
+    pub no_measure: bool,
     /// Scale the proxy runs' training steps (1: the default budgets; 0.3: a quick look).
     #[arg(long)]
     pub proxy_budget: Option<f64>,

@@ -104,7 +104,7 @@ pub fn main(runner: Runner) {
             crate::io::write_atomic(&path, counts.book_page().as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
-        if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only, measure, runner) {
+        if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only || args.no_measure, measure, runner) {
             measure::add_measurements(m, &spec(), &mut rep, args.reps)?;
         }
         if !args.counts_only && !args.no_proxy {
