@@ -143,14 +143,17 @@ impl Labels {
         Labels { taken: points.iter().map(|&(x, y, r)| (x - r, y - r, x + r, y + r)).collect() }
     }
 
-    fn place(
+    /// Places the label at the free (else the least crowded) position; with `always` false, only
+    /// where it overlaps nothing. Returns whether it placed it.
+    fn put(
         &mut self,
         svg: &mut Svg,
         (x, y, r): (f64, f64, f64),
         size: f64,
         text: &str,
         bounds: (f64, f64, f64, f64),
-    ) {
+        always: bool,
+    ) -> bool {
         let w = 0.58 * size * text.chars().count() as f64;
         let h = size;
         let gap = r + 3.0;
@@ -180,13 +183,29 @@ impl Labels {
             let b = rect(c);
             self.taken.iter().map(|t| overlap(b, t)).sum::<f64>() + if inside(b) { 0.0 } else { 1e6 }
         };
-        let best = candidates
-            .iter()
-            .copied()
-            .min_by(|a, b| score(*a).partial_cmp(&score(*b)).unwrap())
-            .unwrap_or(candidates[0]);
+        let best = candidates.iter().copied().min_by(|a, b| score(*a).total_cmp(&score(*b))).unwrap_or(candidates[0]);
+        if !always && score(best) > 0.0 {
+            return false;
+        }
         self.taken.push(rect(best));
         svg.text(best.0, best.1, size, best.2, "normal", text);
+        true
+    }
+
+    fn place(&mut self, svg: &mut Svg, point: (f64, f64, f64), size: f64, text: &str, bounds: (f64, f64, f64, f64)) {
+        self.put(svg, point, size, text, bounds, true);
+    }
+
+    /// Places the label only where it overlaps nothing; returns whether it did.
+    fn place_if_free(
+        &mut self,
+        svg: &mut Svg,
+        point: (f64, f64, f64),
+        size: f64,
+        text: &str,
+        bounds: (f64, f64, f64, f64),
+    ) -> bool {
+        self.put(svg, point, size, text, bounds, false)
     }
 }
 

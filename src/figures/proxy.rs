@@ -11,9 +11,9 @@ use crate::proxy::runs::{chart_methods, curve_methods, Runs};
 use crate::proxy::Method;
 
 /// One colour per charted method (cycled if the list grows past it).
-const PALETTE: [&str; 12] = [
+const PALETTE: [&str; 17] = [
     "#7f7f7f", "#8c564b", "#bcbd22", "#9edae5", "#17becf", "#1f77b4", "#393b79", "#2ca02c", "#d62728", "#ff9896",
-    "#9467bd", "#e377c2",
+    "#c49c94", "#dbdb8d", "#c7c7c7", "#9467bd", "#c5b0d5", "#e377c2", "#f7b6d2",
 ];
 
 fn colour(i: usize) -> &'static str {
@@ -42,7 +42,7 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
         chart_methods().into_iter().enumerate().filter(|(_, m)| !runs.of(*m).is_empty()).collect();
     let seeds = seeds(runs);
     let b = runs.runs.first().map(|r| r.key.budget);
-    let (w, h) = (1100.0, 600.0);
+    let (w, h) = (1100.0, 660.0);
     let mut svg = Svg::new(w, h);
     svg.text(
         20.0,
@@ -86,7 +86,7 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
         let (ylo, yhi) = (((ymin - 5.0) / 10.0).floor() * 10.0, ((ymax + 5.0) / 10.0).ceil() * 10.0);
         let (ylo, yhi) = (ylo.max(0.0), yhi.min(100.0));
         let x = Axis { lo, hi, p0, p1, log: true };
-        let y = Axis { lo: ylo, hi: yhi, p0: h - 130.0, p1: 70.0, log: false };
+        let y = Axis { lo: ylo, hi: yhi, p0: h - 150.0, p1: 70.0, log: false };
         let yticks: Vec<f64> = (0..=10).map(|k| k as f64 * 10.0).filter(|v| *v >= ylo && *v <= yhi).collect();
         axes(&mut svg, x, y, &xticks, &yticks, "trainable parameters (thousands, log scale)", title);
         let cy = y.at(chance);
@@ -127,15 +127,24 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
             .unwrap();
             points.push((px, py, 5.0));
         }
-        let mut labels = Labels::new(&points);
-        for (&(_, m, _, _), &p) in stats.iter().zip(&points) {
-            labels.place(&mut svg, p, 11.0, &m.name(), (x.p0, y.p1, x.p1, y.p0));
+        // the chance line's text is an obstacle too (boxes along it)
+        let chance_text = format!("chance {chance:.1}");
+        let along = (0.58 * 11.0 * chance_text.chars().count() as f64 / 10.0).ceil() as usize;
+        let obstacles: Vec<(f64, f64, f64)> =
+            points.iter().copied().chain((0..along).map(|k| (x.p0 + 9.0 + 10.0 * k as f64, cy - 8.0, 5.0))).collect();
+        let mut labels = Labels::new(&obstacles);
+        // a method's name where it overlaps nothing, else its number in the legend
+        let bounds = (x.p0, y.p1, x.p1, y.p0);
+        for (&(i, m, _, _), &p) in stats.iter().zip(&points) {
+            if !labels.place_if_free(&mut svg, p, 11.0, &m.name(), bounds) {
+                labels.place(&mut svg, p, 10.0, &(i + 1).to_string(), bounds);
+            }
         }
     }
     // legend: every method's colour, under both panels
-    let (mut lx, mut ly) = (80.0, h - 62.0);
+    let (mut lx, mut ly) = (80.0, h - 86.0);
     for &(i, m) in &methods {
-        let name = m.name();
+        let name = format!("{} {}", i + 1, m.name());
         let width = 30.0 + 6.6 * name.chars().count() as f64;
         if lx + width > w - 20.0 {
             lx = 80.0;

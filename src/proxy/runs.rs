@@ -17,7 +17,9 @@ use crate::ops::Kernel3;
 /// The methods of the accuracy-against-tunable-parameters chart, in legend order. One list: extend
 /// it when a method is added, then rerun `proxy -- runs`.
 pub fn chart_methods() -> Vec<Method> {
+    use crate::baselines::{Arch, Tuning};
     let st = |t, h, w| Method::StAdapter(Kernel3::new(t, h, w));
+    let b = Method::baseline;
     vec![
         Method::LinearProbe,
         Method::FullFinetune,
@@ -29,6 +31,14 @@ pub fn chart_methods() -> Vec<Method> {
         Method::Aim,
         Method::MstAdapter,
         Method::MstAdapterNoShift,
+        // the other protocols of ST-Adapter Table 1
+        b(Arch::Sa, Tuning::Partial),
+        b(Arch::Sa, Tuning::Prompt { tokens: crate::proxy::PROMPT_TOKENS }),
+        b(Arch::Sa, Tuning::AttentionalPooling),
+        b(Arch::SaTa, Tuning::Full),
+        b(Arch::SaTa, Tuning::Partial),
+        b(Arch::SaTa, Tuning::Temporal),
+        b(Arch::SaTs, Tuning::Full),
     ]
 }
 // ANCHOR_END: chart_methods
