@@ -171,17 +171,25 @@ pub fn appearance_solved(methods: &[Method]) -> Claim {
 /// "`a` is above `b`" on `task`'s top-1: holds when a's mean exceeds b's by more than the larger
 /// of their standard deviations.
 pub fn ranks_above(text: &str, task: Task, a: Method, b: Method, why: &'static str) -> Claim {
+    pair(text, task, a, b, why, |x, y| x.0 - y.0 > x.1.max(y.1))
+}
+
+/// A claim on two methods' top-1 on `task`: `holds(a's stats, b's stats)` with (mean, std, runs).
+fn pair(
+    text: &str,
+    task: Task,
+    a: Method,
+    b: Method,
+    why: &'static str,
+    holds: fn((f64, f64, usize), (f64, f64, usize)) -> bool,
+) -> Claim {
     Claim {
         text: text.into(),
         runs: vec![(a, task), (b, task)],
         check: Box::new(move |s: &Stats| {
             let (x, y) = (s.get(a, task, Metric::Top1), s.get(b, task, Metric::Top1));
             let numbers = format!("top-1 on the {} task: {}, {}", task.name(), fmt(&a.name(), x), fmt(&b.name(), y));
-            let holds = match (x, y) {
-                (Some(x), Some(y)) => Some(x.0 - y.0 > x.1.max(y.1)),
-                _ => None,
-            };
-            Outcome { holds, numbers, why }
+            Outcome { holds: x.zip(y).map(|(x, y)| holds(x, y)), numbers, why }
         }),
     }
 }
@@ -210,19 +218,7 @@ pub fn increasing(text: &str, task: Task, methods: &[Method], why: &'static str)
 /// "`a` is not below `b`" on `task`'s top-1 (a published tie or a small lead): holds when a's mean
 /// is at least b's minus the larger of their standard deviations.
 pub fn not_below(text: &str, task: Task, a: Method, b: Method, why: &'static str) -> Claim {
-    Claim {
-        text: text.into(),
-        runs: vec![(a, task), (b, task)],
-        check: Box::new(move |s: &Stats| {
-            let (x, y) = (s.get(a, task, Metric::Top1), s.get(b, task, Metric::Top1));
-            let numbers = format!("top-1 on the {} task: {}, {}", task.name(), fmt(&a.name(), x), fmt(&b.name(), y));
-            let holds = match (x, y) {
-                (Some(x), Some(y)) => Some(x.0 >= y.0 - x.1.max(y.1)),
-                _ => None,
-            };
-            Outcome { holds, numbers, why }
-        }),
-    }
+    pair(text, task, a, b, why, |x, y| x.0 >= y.0 - x.1.max(y.1))
 }
 
 /// "`best` is above every one of `others`" on `task`'s top-1: holds when its mean exceeds each
