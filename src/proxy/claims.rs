@@ -174,15 +174,11 @@ pub fn ranks_above(text: &str, task: Task, a: Method, b: Method, why: &'static s
     pair(text, task, a, b, why, |x, y| x.0 - y.0 > x.1.max(y.1))
 }
 
-/// A claim on two methods' top-1 on `task`: `holds(a's stats, b's stats)` with (mean, std, runs).
-fn pair(
-    text: &str,
-    task: Task,
-    a: Method,
-    b: Method,
-    why: &'static str,
-    holds: fn((f64, f64, usize), (f64, f64, usize)) -> bool,
-) -> Claim {
+/// A method's (mean, std, runs) on one task and metric, as [`Stats::get`] gives it.
+type MeanStd = (f64, f64, usize);
+
+/// A claim on two methods' top-1 on `task`: `holds(a's stats, b's stats)`.
+fn pair(text: &str, task: Task, a: Method, b: Method, why: &'static str, holds: fn(MeanStd, MeanStd) -> bool) -> Claim {
     Claim {
         text: text.into(),
         runs: vec![(a, task), (b, task)],
