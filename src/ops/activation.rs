@@ -44,11 +44,15 @@ impl Act {
 }
 
 multiversion! {
-    /// y[i] = f(x[i]).
-    pub(crate) fn act_forward<E: Real>(act: Act, x: &[E], y: &mut [E]) {
+    /// y[i] = f(x[i]) (`y` need not be initialised).
+    pub(crate) fn act_forward<E: Real>(act: Act, x: &[E], y: &mut [std::mem::MaybeUninit<E>]) {
         match act {
-            Act::QuickGelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::QuickGelu.f(x)),
-            Act::Gelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::Gelu.f(x)),
+            Act::QuickGelu => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                y.write(Act::QuickGelu.f(x));
+            }),
+            Act::Gelu => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                y.write(Act::Gelu.f(x));
+            }),
         }
     }
 }
@@ -85,6 +89,16 @@ multiversion! {
     }
 }
 
+/// `f(x)` elementwise into a new vector, multithreaded (not zero-filled first).
+pub(crate) fn act_new<E: Real>(act: Act, x: &[E]) -> Vec<E> {
+    // SAFETY: act_forward writes every element of each chunk.
+    unsafe {
+        super::written(x.len(), |y| {
+            y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| act_forward(act, x, y))
+        })
+    }
+}
+
 /// `y = f(x)` elementwise, multithreaded; the backward is `dx += gy · f'(x)` and keeps `x` when traced.
 pub fn activation<S, E, D, T>(x: Tensor<S, E, D, T>, act: Act) -> Tensor<S, E, D, T>
 where
@@ -101,8 +115,7 @@ where
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let xv = host(&x);
-    let mut y = vec![E::zero(); xv.len()];
-    y.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(y, x)| act_forward(act, x, y));
+    let y = act_new(act, &xv);
     let y = tensor(&dev, y, shape);
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());

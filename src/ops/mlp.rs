@@ -11,9 +11,9 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::activation::{act_backward_in_place, act_forward, act_in_place, Act};
+use super::activation::{act_backward_in_place, act_in_place, act_new, Act};
 use super::layer_norm::{ln_backward, ln_forward, ln_recompute, LayerNorm};
-use super::linear::{affine, column_sums, input_grad, weight_grad, Linear};
+use super::linear::{affine_new, affine_residual, column_sums, input_grad_new, weight_grad, Linear};
 use super::simd::{add_assign, add_assign_par, CHUNK};
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
@@ -64,21 +64,19 @@ where
         (h, stats, gamma, beta)
     });
     let (w1, b1) = (fc1.weight.host(), fc1.bias.as_ref().map(|b| b.host()));
-    let mut pre = vec![E::zero(); rows * hd];
-    affine(&mut pre, norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w1, b1.as_deref().map(|b| &b[..]), c, hd, false);
+    let mut pre =
+        affine_new(norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w1, b1.as_deref().map(|b| &b[..]), rows, c, hd);
     let norm = norm.map(|(_, stats, gamma, beta)| (stats, gamma, beta));
     // the activation: in place when nothing is traced, beside the pre-activation otherwise
     let a = if traced {
-        let mut a = vec![E::zero(); rows * hd];
-        a.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, p)| act_forward(act, p, a));
-        a
+        act_new(act, &pre)
     } else {
         pre.par_chunks_mut(CHUNK).for_each(|p| act_in_place(act, p));
         std::mem::take(&mut pre)
     };
     let (w2, b2) = (fc2.weight.host(), fc2.bias.as_ref().map(|b| b.host()));
-    let mut y = if residual { xv.clone() } else { vec![E::zero(); rows * c] };
-    affine(&mut y, &a, &w2, b2.as_deref().map(|b| &b[..]), hd, c, residual);
+    let b2 = b2.as_deref().map(|b| &b[..]);
+    let y = if residual { affine_residual(&xv, &a, &w2, b2, hd, c) } else { affine_new(&a, &w2, b2, rows, hd, c) };
     drop(a);
     let y = tensor(&dev, y, shape);
 
@@ -100,13 +98,11 @@ where
                 dev.update(grads.get_or_alloc_mut(g)?, |t| add_assign(t, &s))?;
             }
             if let Some(g) = &g_w2 {
-                let mut a = vec![E::zero(); rows * hd];
-                a.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, p)| act_forward(act, p, a));
+                let a = act_new(act, &pre);
                 dev.update(grads.get_or_alloc_mut(g)?, |t| weight_grad(t, &gy, &a, hd, c))?;
             }
             // the activation: g ← (gy·W2) ⊙ act'(pre)
-            let mut g = vec![E::zero(); rows * hd];
-            input_grad(&mut g, &gy, &w2, hd, c, false);
+            let mut g = input_grad_new(&gy, &w2, hd, c);
             g.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, p)| act_backward_in_place(act, p, g));
             drop(pre);
             // fc1
@@ -122,8 +118,7 @@ where
                 };
                 dev.update(grads.get_or_alloc_mut(gw)?, |t| weight_grad(t, &g, &h, c, hd))?;
             }
-            let mut gh = vec![E::zero(); rows * c];
-            input_grad(&mut gh, &g, &w1, c, hd, false);
+            let gh = input_grad_new(&g, &w1, c, hd);
             drop(g);
             // the LayerNorm and the residual
             let mut params = None;
