@@ -41,6 +41,52 @@ impl Act {
             }
         }
     }
+
+    /// `(f(x), f'(x))` sharing the sigmoid (QuickGELU) or the erf (GELU): the same expressions,
+    /// so the same bits, as [`Act::f`] and [`Act::df`].
+    #[inline(always)]
+    fn f_df<E: Real>(self, x: E) -> (E, E) {
+        match self {
+            Act::QuickGelu => {
+                let k = E::of(QUICK);
+                let s = sigmoid(k * x);
+                (x * s, s + k * x * s * (E::one() - s))
+            }
+            Act::Gelu => {
+                let e = (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf();
+                let cdf = E::of(0.5) * (E::one() + e);
+                let pdf = (-(x * x) * E::of(0.5)).fast_exp() * E::of(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+                (E::of(0.5) * x * (E::one() + e), cdf + x * pdf)
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// y[i] = f(x[i]) and x[i] ← f'(x[i]), in one pass (`y` need not be initialised).
+    pub(crate) fn act_and_slope<E: Real>(act: Act, x: &mut [E], y: &mut [std::mem::MaybeUninit<E>]) {
+        match act {
+            Act::QuickGelu => y.iter_mut().zip(x.iter_mut()).for_each(|(y, x)| {
+                let (f, d) = Act::QuickGelu.f_df(*x);
+                y.write(f);
+                *x = d;
+            }),
+            Act::Gelu => y.iter_mut().zip(x.iter_mut()).for_each(|(y, x)| {
+                let (f, d) = Act::Gelu.f_df(*x);
+                y.write(f);
+                *x = d;
+            }),
+        }
+    }
+}
+
+multiversion! {
+    /// g[i] ← g[i] · d[i].
+    pub(crate) fn mul_assign<E: Real>(g: &mut [E], d: &[E]) {
+        for (g, d) in g.iter_mut().zip(d) {
+            *g *= *d;
+        }
+    }
 }
 
 multiversion! {
