@@ -344,7 +344,7 @@ mod cuda {
 }
 
 /// The device a tool runs on: `--device cpu` (the default) or `--device cuda` / `cuda:N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DeviceArg {
     #[default]
     Cpu,
@@ -372,6 +372,23 @@ impl DeviceArg {
             }
         })
     }
+}
+
+/// `cpu` or `cuda:N`, as [`DeviceArg::parse`] reads it.
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceArg::Cpu => write!(f, "cpu"),
+            DeviceArg::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The error for `--device cuda:N` in a build that cannot open a device (without feature `cuda`, or
+/// with `ci-check`): the same reason [`DeviceArg::parse`] gives, naming the device.
+#[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
+pub fn cuda_unavailable(ordinal: usize) -> anyhow::Error {
+    anyhow::anyhow!("--device cuda:{ordinal}: {}", cuda_devices().err().unwrap_or_default())
 }
 
 /// The number of CUDA devices, or why there are none to use. Never panics (dfdx's `Cuda::default()`

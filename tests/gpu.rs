@@ -258,6 +258,28 @@ fn vit_b16_presets_match_the_cpu() {
     compare_models("vit_b16_presets_match_the_cpu", |n| b16.contains(&n), 1);
 }
 
+/// Issue 11: `bench --device cuda` measures the kit on the GPU (the small preset's step and
+/// evaluation here, one round) and says so in its header; a measured cost table (ST-Adapter
+/// Table 11) measures its rows there too and says so in its note.
+#[test]
+fn bench_and_cost_tables_run_on_the_gpu() {
+    let Some(_g) = gpu("bench_and_cost_tables_run_on_the_gpu") else { return };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--device", "cuda", "--only", "step:small,eval:small", "--rounds", "1", "--reps", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("The kit on device cuda:0") && text.contains("GPU memory in use"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_st_table11_inference_speed"))
+        .args(["--device", "cuda", "--reps", "1", "--no-proxy", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("cuda:0, wall-clock time after a device synchronisation"), "{text}");
+}
+
 /// `gpu_check` refuses the CPU, an unknown flag and (on a machine without a GPU) says there is no
 /// device, without panicking.
 #[test]
