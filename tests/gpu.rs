@@ -199,6 +199,19 @@ op_test!(
     }
 );
 
+op_test!(
+    /// Attention on cuBLAS at shapes where a softmax row spans several warp passes (50 tokens, more
+    /// than a warp's 32 lanes), 4 heads of 16, and AIM's temporal attention over 8 frames of 2 videos
+    /// (a batched GEMM per video and head, frames 7 token rows apart).
+    attention_matches_the_cpu_at_longer_sequences,
+    |dev| {
+        let c = 64usize;
+        let mut r = run_op(dev, (3usize, 50usize, 3 * c), |x| ops::self_attention(x, 4, SeqAxis::Tokens, c), &[]);
+        r.extend(run_op(dev, (16usize, 7usize, 3 * c), |x| ops::self_attention(x, 4, SeqAxis::Frames { frames: 8 }, c), &[]));
+        r
+    }
+);
+
 /// The cross-entropy with label smoothing: loss and logit gradients.
 #[test]
 fn cross_entropy_matches_the_cpu() {

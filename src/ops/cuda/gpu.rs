@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{CudaDevice, CudaFunction, CudaSlice, DevicePtr, DeviceSlice, LaunchAsync, LaunchConfig};
 use dfdx::prelude::*;
 use dfdx::tensor::{Cuda, CudaError};
@@ -437,9 +437,99 @@ pub fn linear<S: Rows<Feat = I>, I: Dim, O: Dim, T: Tape<f32, Cuda>>(
     y.put_tape(tape)
 }
 
-/// [`crate::ops::self_attention`]: scores, a softmax kernel that also keeps each row's log-sum-exp,
-/// and the probability-weighted values; the backward rebuilds the probabilities from the saved
-/// log-sum-exps, as the CPU op.
+/// One operand of [`gemm_batched`]: a row-major matrix in `buf` at element `off`, rows `ld` elements
+/// apart, batch members `stride` elements apart, transposed or not.
+struct Operand<'a> {
+    buf: &'a CudaSlice<f32>,
+    off: usize,
+    ld: usize,
+    stride: usize,
+    t: bool,
+}
+
+/// Row-major `C_b (m×n) = alpha·op(A_b)·op(B_b) + beta·C_b` for `batch` members on cuBLAS's
+/// strided-batched GEMM, computed column-major as `C_bᵀ = op(B_b)ᵀ·op(A_b)ᵀ`. `c` is (buffer,
+/// offset, leading dimension, batch stride). The operands are read in place through their leading
+/// dimensions and offsets: a head's q, k or v is a strided block of the packed qkv buffer, no copy.
+#[allow(clippy::too_many_arguments)]
+fn gemm_batched(
+    d: &Arc<CudaDevice>,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Operand,
+    b: Operand,
+    beta: f32,
+    c: (&mut CudaSlice<f32>, usize, usize, usize),
+    batch: usize,
+) {
+    let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+    let (cbuf, coff, ldc, cstride) = c;
+    let cfg = StridedBatchedConfig {
+        gemm: GemmConfig {
+            transa: op(b.t),
+            transb: op(a.t),
+            m: n as i32,
+            n: m as i32,
+            k: k as i32,
+            alpha,
+            lda: b.ld as i32,
+            ldb: a.ld as i32,
+            beta,
+            ldc: ldc as i32,
+        },
+        batch_size: batch as i32,
+        stride_a: b.stride as i64,
+        stride_b: a.stride as i64,
+        stride_c: cstride as i64,
+    };
+    let (av, bv) = (a.buf.slice(a.off..), b.buf.slice(b.off..));
+    let mut cv = cbuf.slice_mut(coff..);
+    // SAFETY: the callers' shapes keep every batch member's m×k, k×n and m×n blocks inside the buffers
+    // (checked by the asserts of `self_attention`); the C blocks of different members do not overlap.
+    ok(unsafe { blas(d).gemm_strided_batched(cfg, &bv, &av, &mut cv) }, "cuBLAS strided-batched sgemm");
+}
+
+/// How attention's sequences sit in the (rows, ·) token buffers, for the batched GEMMs: `groups`
+/// groups `group_rows` token rows apart, each a batch of `batch` sequences `batch_rows` rows apart,
+/// a sequence's `len` tokens `row_step` rows apart. Over the tokens of a frame: one group, a batch of
+/// every frame row (L rows apart), tokens adjacent. Over the frames (AIM's T-MSA): a group per video
+/// (T·L rows apart), a batch of its L token positions (adjacent rows), frames L rows apart.
+#[derive(Clone, Copy, Debug)]
+struct SeqPlan {
+    groups: usize,
+    group_rows: usize,
+    batch: usize,
+    batch_rows: usize,
+    row_step: usize,
+    len: usize,
+}
+
+impl SeqPlan {
+    fn new(n: usize, l: usize, axis: SeqAxis) -> Self {
+        match axis {
+            SeqAxis::Tokens => Self { groups: 1, group_rows: 0, batch: n, batch_rows: l, row_step: 1, len: l },
+            SeqAxis::Frames { frames } => {
+                assert!(
+                    frames > 0 && n.is_multiple_of(frames),
+                    "temporal attention: {n} frame rows is not a multiple of T = {frames}"
+                );
+                Self { groups: n / frames, group_rows: frames * l, batch: l, batch_rows: 1, row_step: l, len: frames }
+            }
+        }
+    }
+    /// Sequences in all: the probability buffer is (heads, seqs, len, len), sequence g·batch + j.
+    fn seqs(&self) -> usize {
+        self.groups * self.batch
+    }
+}
+
+/// [`crate::ops::self_attention`]: per head, the scores `scale·QKᵀ` and the output `P·V` as
+/// strided-batched cuBLAS GEMMs reading q, k and v in place in the packed buffer, and a softmax
+/// kernel (a warp per row) that also keeps each row's log-sum-exp; the backward rebuilds the
+/// probabilities from the saved log-sum-exps, as the CPU op, and runs `dP = dO·Vᵀ`, `dV = Pᵀ·dO`,
+/// `dQ = dS·K`, `dK = dSᵀ·Q` as GEMMs accumulating into the packed gradient.
 pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     qkv: Tensor<(usize, usize, usize), f32, Cuda, T>,
     heads: usize,
@@ -450,29 +540,35 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     let c = width.size();
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
     assert!(heads > 0 && c.is_multiple_of(heads), "attention: {heads} heads do not divide width {c}");
-    let (temporal, frames, seqs, len) = match axis {
-        SeqAxis::Tokens => (0i32, 1usize, n, l),
-        SeqAxis::Frames { frames } => {
-            assert!(
-                frames > 0 && n.is_multiple_of(frames),
-                "temporal attention: {n} frame rows is not a multiple of T = {frames}"
-            );
-            (1, frames, n / frames * l, frames)
-        }
-    };
-    let scale = 1.0 / ((c / heads) as f32).sqrt();
-    let tasks = seqs * heads;
-    let dh = c / heads;
+    let plan = SeqPlan::new(n, l, axis);
+    let (len, seqs, dh) = (plan.len, plan.seqs(), c / heads);
+    assert_eq!(seqs * len, n * l, "attention: the sequences cover every token");
+    let scale = 1.0 / (dh as f32).sqrt();
+    let rows = heads * seqs * len; // score rows
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let qb = read(&qkv);
     let d = device_of(&qb);
-    let mut p = zeros(&d, tasks * len * len);
-    let mut lse = zeros(&d, tasks * len);
+    let mut p = zeros(&d, rows * len);
+    let mut lse = zeros(&d, rows);
     let mut out = zeros(&d, n * l * c);
-    launch!(&d, "attn_scores", tasks * len * len, (tasks, len, c, heads, temporal, l, frames, scale, &qb, &mut p));
-    launch!(&d, "attn_softmax", tasks * len, (tasks * len, len, &mut p, &mut lse));
-    launch!(&d, "attn_pv", tasks * len * dh, (tasks, len, c, heads, temporal, l, frames, &p, &qb, &mut out));
+    scores(&d, &plan, heads, c, scale, &qb, &mut p);
+    launch!(&d, "attn_softmax", rows * 32, (rows, len, &mut p, &mut lse));
+    for_each_block(&plan, heads, |g, h, poff| {
+        let tok = g * plan.group_rows;
+        gemm_batched(
+            &d,
+            len,
+            dh,
+            len,
+            1.0,
+            probs(&p, poff, len, false),
+            qkv_operand(&qb, &plan, c, tok, 2 * c + h * dh, false),
+            0.0,
+            (&mut out, tok * c + h * dh, plan.row_step * c, plan.batch_rows * c),
+            plan.batch,
+        );
+    });
     drop(p);
     let out = wrap(&dev, out, (n, l, width));
     if T::OWNS_TAPE {
@@ -480,28 +576,142 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
         let (qg, og) = (qkv.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let go = take(grads.get_or_alloc_mut(&og)?)?;
-            let mut p = zeros(&d, tasks * len * len);
-            let mut ds = zeros(&d, tasks * len * len);
-            launch!(
-                &d,
-                "attn_scores",
-                tasks * len * len,
-                (tasks, len, c, heads, temporal, l, frames, scale, &qb, &mut p)
-            );
-            launch!(&d, "attn_probs_from_lse", tasks * len * len, (tasks, len, &lse, &mut p));
-            launch!(&d, "attn_dp", tasks * len * len, (tasks, len, c, heads, temporal, l, frames, &qb, &go, &mut ds));
-            launch!(&d, "attn_softmax_bwd", tasks * len, (tasks * len, len, scale, &p, &mut ds));
+            let mut p = zeros(&d, rows * len);
+            let mut ds = zeros(&d, rows * len);
+            scores(&d, &plan, heads, c, scale, &qb, &mut p);
+            launch!(&d, "attn_probs_from_lse", rows * len, (rows, len, &lse, &mut p));
+            // dP = dO·Vᵀ
+            for_each_block(&plan, heads, |g, h, poff| {
+                let tok = g * plan.group_rows;
+                gemm_batched(
+                    &d,
+                    len,
+                    len,
+                    dh,
+                    1.0,
+                    Operand {
+                        buf: &go,
+                        off: tok * c + h * dh,
+                        ld: plan.row_step * c,
+                        stride: plan.batch_rows * c,
+                        t: false,
+                    },
+                    qkv_operand(&qb, &plan, c, tok, 2 * c + h * dh, true),
+                    0.0,
+                    (&mut ds, poff, len, len * len),
+                    plan.batch,
+                );
+            });
+            launch!(&d, "attn_softmax_bwd", rows * 32, (rows, len, scale, &p, &mut ds));
             let gq: &mut CudaSlice<f32> = grads.get_or_alloc_mut(&qg)?;
-            launch!(
-                &d,
-                "attn_dqkv",
-                tasks * len * dh,
-                (tasks, len, c, heads, temporal, l, frames, &qb, &go, &p, &ds, gq)
-            );
+            for_each_block(&plan, heads, |g, h, poff| {
+                let tok = g * plan.group_rows;
+                let at = |col: usize| (tok * c3 + col + h * dh, plan.row_step * c3, plan.batch_rows * c3);
+                // dQ += dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO
+                let (o, ld, st) = at(0);
+                let k = qkv_operand(&qb, &plan, c, tok, c + h * dh, false);
+                gemm_batched(
+                    &d,
+                    len,
+                    dh,
+                    len,
+                    1.0,
+                    probs(&ds, poff, len, false),
+                    k,
+                    1.0,
+                    (&mut *gq, o, ld, st),
+                    plan.batch,
+                );
+                let (o, ld, st) = at(c);
+                let q = qkv_operand(&qb, &plan, c, tok, h * dh, false);
+                gemm_batched(
+                    &d,
+                    len,
+                    dh,
+                    len,
+                    1.0,
+                    probs(&ds, poff, len, true),
+                    q,
+                    1.0,
+                    (&mut *gq, o, ld, st),
+                    plan.batch,
+                );
+                let (o, ld, st) = at(2 * c);
+                let dout = Operand {
+                    buf: &go,
+                    off: tok * c + h * dh,
+                    ld: plan.row_step * c,
+                    stride: plan.batch_rows * c,
+                    t: false,
+                };
+                gemm_batched(
+                    &d,
+                    len,
+                    dh,
+                    len,
+                    1.0,
+                    probs(&p, poff, len, true),
+                    dout,
+                    1.0,
+                    (&mut *gq, o, ld, st),
+                    plan.batch,
+                );
+            });
             Ok(())
         });
     }
     out.put_tape(tape)
+}
+
+/// Runs `f(group, head, offset of the block's first score row in the probability buffer)` for every
+/// group and head: one batched GEMM each.
+fn for_each_block(plan: &SeqPlan, heads: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let (len, seqs) = (plan.len, plan.seqs());
+    for h in 0..heads {
+        for g in 0..plan.groups {
+            f(g, h, (h * seqs + g * plan.batch) * len * len);
+        }
+    }
+}
+
+/// The q, k or v block (column `col` of the packed (rows, 3C) buffer) of the sequences of the group
+/// starting at token row `tok`, as a batched GEMM operand.
+fn qkv_operand<'a>(qb: &'a CudaSlice<f32>, plan: &SeqPlan, c: usize, tok: usize, col: usize, t: bool) -> Operand<'a> {
+    let c3 = 3 * c;
+    Operand { buf: qb, off: tok * c3 + col, ld: plan.row_step * c3, stride: plan.batch_rows * c3, t }
+}
+
+/// The (len × len) probability (or score-gradient) blocks of one group and head, from `off`.
+fn probs(buf: &CudaSlice<f32>, off: usize, len: usize, t: bool) -> Operand<'_> {
+    Operand { buf, off, ld: len, stride: len * len, t }
+}
+
+/// The scaled scores `scale·QKᵀ` of every (head, sequence) into `p` (heads, seqs, len, len).
+fn scores(
+    d: &Arc<CudaDevice>,
+    plan: &SeqPlan,
+    heads: usize,
+    c: usize,
+    scale: f32,
+    qb: &CudaSlice<f32>,
+    p: &mut CudaSlice<f32>,
+) {
+    let (len, dh) = (plan.len, c / heads);
+    for_each_block(plan, heads, |g, h, poff| {
+        let tok = g * plan.group_rows;
+        gemm_batched(
+            d,
+            len,
+            len,
+            dh,
+            scale,
+            qkv_operand(qb, plan, c, tok, h * dh, false),
+            qkv_operand(qb, plan, c, tok, c + h * dh, true),
+            0.0,
+            (&mut *p, poff, len, len * len),
+            plan.batch,
+        );
+    });
 }
 
 /// [`crate::ops::cross_entropy`]: per-sample losses and gradients in one kernel, their mean in a
