@@ -212,6 +212,60 @@ op_test!(
     }
 );
 
+/// Reads one gradient out of a backward pass.
+type Reader<'a, D> = &'a dyn Fn(&Gradients<f32, D>) -> Vec<f32>;
+
+/// `sum(y · r)` backward for fixed weights r: the gradients of `inputs`, by name.
+fn grads_of<S: Shape, D: KitDevice<f32>>(
+    y: Tensor<S, f32, D, OwnedTape<f32, D>>,
+    inputs: &[(&str, Reader<'_, D>)],
+) -> Run {
+    let n = y.shape().num_elements();
+    let mut run = vec![("output".to_string(), host(&y))];
+    let r = y.device().tensor_from_vec(values(2, n), (n,));
+    let g = (y.reshape_like(&(n,)) * r).sum::<Rank0, _>().backward();
+    for (name, get) in inputs {
+        run.push((format!("{name} gradient"), get(&g)));
+    }
+    run
+}
+
+op_test!(
+    /// The token embedding (trainable class, positional and temporal embeddings; the temporal one
+    /// on the patches only, on every token, and absent), VPT prompts (trainable) and patchify.
+    embedding_prompts_and_patchify_match_the_cpu,
+    |dev| {
+        let (n, p, c, frames) = (4usize, 5usize, 6usize, 2usize);
+        let cls = param(dev, 3, (c,), true);
+        let pos = param(dev, 4, (p + 1, c), true);
+        let tem = param(dev, 5, (frames, c), true);
+        let x = dev.tensor_from_vec(values(1, n * p * c), (n, p, c));
+        let mut r = Vec::new();
+        for (on_cls, tem) in [(false, Some(&tem)), (true, Some(&tem)), (false, None)] {
+            let y = ops::embed_tokens(x.clone().traced(Gradients::leaky()), &cls, &pos, tem, on_cls);
+            r.extend(grads_of(
+                y,
+                &[
+                    ("patches", &|g| g.get(&x).as_vec()),
+                    ("class embedding", &|g| g.get(&cls.value).as_vec()),
+                    ("positional embedding", &|g| g.get(&pos.value).as_vec()),
+                ],
+            ));
+            if let Some(t) = tem {
+                let y = ops::embed_tokens(x.clone().traced(Gradients::leaky()), &cls, &pos, Some(t), on_cls);
+                r.extend(grads_of(y, &[("temporal embedding", &|g| g.get(&t.value).as_vec())]));
+            }
+        }
+        let prompts = param(dev, 6, (3usize, c), true);
+        let xp = dev.tensor_from_vec(values(7, n * 6 * c), (n, 6usize, c));
+        let y = ops::set_prompts(xp.clone().traced(Gradients::leaky()), 2, &prompts);
+        r.extend(grads_of(y, &[("x", &|g| g.get(&xp).as_vec()), ("prompts", &|g| g.get(&prompts.value).as_vec())]));
+        let video = dev.tensor_from_vec(values(8, 2 * 3 * 2 * 8 * 8), (2usize, Const::<3>, 2usize, 8usize, 8usize));
+        r.push(("patchify".into(), host(&video_adapters::clip::vit::patchify(&video, 4))));
+        r
+    }
+);
+
 /// The cross-entropy with label smoothing: loss and logit gradients.
 #[test]
 fn cross_entropy_matches_the_cpu() {

@@ -10,9 +10,9 @@
 //! host transfer, but not free either — the cost a future dfdx with public buffers would remove.
 //! `tests/dfdx_upstream.rs` pins the behaviour [`read`] relies on (on the CPU).
 //!
-//! Ops still on the host round trip (`KitDevice::update` / `take`): `patchify`, `embed_tokens` and
-//! `set_prompts` (their kernels are in `tokens.cu`, compiled and checked by the tests, not wired yet).
-//! Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
+//! Every op of the models (each `KitDevice::k_*` hook, patchify, token embedding and prompts included)
+//! runs here, forward and backward, without a host round trip; the optimizer (`crate::optim`) still
+//! updates the trainable parameters through host memory. Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -880,6 +880,112 @@ pub fn fuse<S: Shape, TB: Tape<f32, Cuda>, T: Tape<f32, Cuda> + Merge<TB>>(
                     let out = base + (i * std::mem::size_of::<f32>()) as u64;
                     launch!(&d, "dot_rows", BLOCK as usize, (n, tv, &gy, out));
                 }
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// [`crate::clip::vit::patchify`]: a video (B, 3, T, H, W) → patches (B·T, (H/p)·(W/p), 3·p·p), untraced.
+pub fn patchify(
+    video: &Tensor<(usize, Const<3>, usize, usize, usize), f32, Cuda>,
+    p: usize,
+) -> Tensor<(usize, usize, usize), f32, Cuda> {
+    let (b, _, t, h, w) = *video.shape();
+    let (gh, gw) = (h / p, w / p);
+    let n = b * t * gh * gw * 3 * p * p;
+    let vb = read(video);
+    let d = device_of(&vb);
+    let mut y = zeros(&d, n);
+    launch!(&d, "patchify", n, (b, t, h, w, p, &vb, &mut y));
+    wrap(video.device(), y, (b * t, gh * gw, 3 * p * p))
+}
+
+/// [`crate::ops::embed_tokens`]: `[class_embedding; patches] + positional_embedding` (+ the temporal
+/// embedding of each frame, on the patch tokens or on all); gradients to the patches and to each
+/// trainable embedding.
+pub fn embed_tokens<X: Dim, T: Tape<f32, Cuda>>(
+    patches: Tensor<(usize, usize, X), f32, Cuda, T>,
+    class_embedding: &Param<(X,), f32, Cuda>,
+    positional_embedding: &Param<(usize, X), f32, Cuda>,
+    temporal_embedding: Option<&Param<(usize, X), f32, Cuda>>,
+    temporal_on_cls: bool,
+) -> Tensor<(usize, usize, X), f32, Cuda, T> {
+    let (n, np, xd) = *patches.shape();
+    let (c, l) = (xd.size(), np + 1);
+    assert_eq!(positional_embedding.value.shape().0, l, "positional_embedding rows for {l} tokens");
+    let frames = temporal_embedding.map_or(1, |t| t.value.shape().0);
+    assert_eq!(n % frames, 0, "temporal_embedding for {frames} frames on {n} frame rows");
+    let on_cls = temporal_on_cls as i32;
+    let dev = patches.device().clone();
+    let (patches, mut tape) = patches.split_tape();
+    let (pb, cb, posb) = (read(&patches), read(&class_embedding.value), read(&positional_embedding.value));
+    let tb = temporal_embedding.map(|t| read(&t.value));
+    let d = device_of(&pb);
+    let mut y = zeros(&d, n * l * c);
+    launch!(&d, "embed_tokens", n * l * c, (n, l, c, frames, on_cls, &pb, &cb, &posb, ptr(tb.as_ref()), &mut y));
+    drop((pb, cb, posb, tb));
+    let y = wrap(&dev, y, (n, l, xd));
+    if T::OWNS_TAPE {
+        let (pg, yg) = (patches.ghost(), y.ghost());
+        let (cls_k, pos_k) = (class_embedding.grad_key(), positional_embedding.grad_key());
+        let tem_k = temporal_embedding.and_then(|t| t.grad_key());
+        tape.add_backward_op(move |grads| {
+            let gy = take(grads.get_or_alloc_mut(&yg)?)?;
+            let m = n * np * c;
+            let mut gp = zeros(&d, m);
+            launch!(&d, "patch_select", m, (n, l, c, &gy, &mut gp));
+            launch!(&d, "axpy", m, (m, 1.0f32, &gp, &mut **grads.get_or_alloc_mut(&pg)?));
+            let gcls = match &cls_k {
+                Some(t) => ptr(Some(&**grads.get_or_alloc_mut(t)?)),
+                None => 0,
+            };
+            let gpos = match &pos_k {
+                Some(t) => ptr(Some(&**grads.get_or_alloc_mut(t)?)),
+                None => 0,
+            };
+            if gcls != 0 || gpos != 0 {
+                launch!(&d, "embed_tokens_bwd_pos", l * c, (n, l, c, &gy, gcls, gpos));
+            }
+            if let Some(t) = &tem_k {
+                let gt: &mut CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+                launch!(&d, "embed_tokens_bwd_tem", frames * c, (n, l, c, frames, on_cls, &gy, gt));
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// [`crate::ops::set_prompts`]: `[cls, old prompts, patches]` → `[cls, prompts, patches]`; gradients to
+/// CLS and the patches, and to the prompts (summed over frames) when they train.
+pub fn set_prompts<X: Dim, T: Tape<f32, Cuda>>(
+    x: Tensor<(usize, usize, X), f32, Cuda, T>,
+    old: usize,
+    prompts: &Param<(usize, X), f32, Cuda>,
+) -> Tensor<(usize, usize, X), f32, Cuda, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    let np = prompts.value.shape().0;
+    assert!(l > old, "set_prompts: {old} prompts in {l} tokens");
+    let l2 = l - old + np;
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let (xb, pb) = (read(&x), read(&prompts.value));
+    let d = device_of(&xb);
+    let mut y = zeros(&d, n * l2 * c);
+    launch!(&d, "set_prompts", n * l2 * c, (n, l, c, old, np, &xb, &pb, &mut y));
+    drop((xb, pb));
+    let y = wrap(&dev, y, (n, l2, xd));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        let pk = prompts.grad_key();
+        tape.add_backward_op(move |grads| {
+            let gy = take(grads.get_or_alloc_mut(&yg)?)?;
+            launch!(&d, "set_prompts_bwd_x", n * l * c, (n, l, c, old, np, &gy, &mut **grads.get_or_alloc_mut(&xg)?));
+            if let Some(t) = &pk {
+                launch!(&d, "set_prompts_bwd_p", np * c, (n, l, c, old, np, &gy, &mut **grads.get_or_alloc_mut(t)?));
             }
             Ok(())
         });
