@@ -21,6 +21,7 @@ use cudarc::driver::{CudaDevice, CudaFunction, CudaSlice, DevicePtr, DeviceSlice
 use dfdx::prelude::*;
 use dfdx::tensor::{Cuda, CudaError};
 
+use super::plan::{ColMajor, Operand, SeqPlan};
 use crate::device::{buffer_of, tensor_filled};
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::tokens::TokenOp;
@@ -437,20 +438,11 @@ pub fn linear<S: Rows<Feat = I>, I: Dim, O: Dim, T: Tape<f32, Cuda>>(
     y.put_tape(tape)
 }
 
-/// One operand of [`gemm_batched`]: a row-major matrix in `buf` at element `off`, rows `ld` elements
-/// apart, batch members `stride` elements apart, transposed or not.
-struct Operand<'a> {
-    buf: &'a CudaSlice<f32>,
-    off: usize,
-    ld: usize,
-    stride: usize,
-    t: bool,
-}
-
 /// Row-major `C_b (m×n) = alpha·op(A_b)·op(B_b) + beta·C_b` for `batch` members on cuBLAS's
-/// strided-batched GEMM, computed column-major as `C_bᵀ = op(B_b)ᵀ·op(A_b)ᵀ`. `c` is (buffer,
-/// offset, leading dimension, batch stride). The operands are read in place through their leading
+/// strided-batched GEMM, computed column-major ([`ColMajor::of_row_major`]). `c` is (buffer, offset,
+/// leading dimension, batch stride). The operands are read in place through their leading
 /// dimensions and offsets: a head's q, k or v is a strided block of the packed qkv buffer, no copy.
+/// `plan.rs` runs the same calls through cuBLAS's definition on the host (its test).
 #[allow(clippy::too_many_arguments)]
 fn gemm_batched(
     d: &Arc<CudaDevice>,
@@ -458,77 +450,45 @@ fn gemm_batched(
     n: usize,
     k: usize,
     alpha: f32,
-    a: Operand,
-    b: Operand,
+    a: (&CudaSlice<f32>, Operand),
+    b: (&CudaSlice<f32>, Operand),
     beta: f32,
     c: (&mut CudaSlice<f32>, usize, usize, usize),
     batch: usize,
 ) {
     let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
     let (cbuf, coff, ldc, cstride) = c;
+    let cm = ColMajor::of_row_major(m, n, k, a.1, b.1, (ldc, cstride), batch);
     let cfg = StridedBatchedConfig {
         gemm: GemmConfig {
-            transa: op(b.t),
-            transb: op(a.t),
-            m: n as i32,
-            n: m as i32,
-            k: k as i32,
+            transa: op(cm.transa),
+            transb: op(cm.transb),
+            m: cm.m as i32,
+            n: cm.n as i32,
+            k: cm.k as i32,
             alpha,
-            lda: b.ld as i32,
-            ldb: a.ld as i32,
+            lda: cm.lda as i32,
+            ldb: cm.ldb as i32,
             beta,
-            ldc: ldc as i32,
+            ldc: cm.ldc as i32,
         },
-        batch_size: batch as i32,
-        stride_a: b.stride as i64,
-        stride_b: a.stride as i64,
-        stride_c: cstride as i64,
+        batch_size: cm.batch as i32,
+        stride_a: cm.stride_a as i64,
+        stride_b: cm.stride_b as i64,
+        stride_c: cm.stride_c as i64,
     };
-    let (av, bv) = (a.buf.slice(a.off..), b.buf.slice(b.off..));
+    // cuBLAS's A is the row-major B, its B the row-major A
+    let (first, second) = (b.0.slice(b.1.off..), a.0.slice(a.1.off..));
     let mut cv = cbuf.slice_mut(coff..);
-    // SAFETY: the callers' shapes keep every batch member's m×k, k×n and m×n blocks inside the buffers
-    // (checked by the asserts of `self_attention`); the C blocks of different members do not overlap.
-    ok(unsafe { blas(d).gemm_strided_batched(cfg, &bv, &av, &mut cv) }, "cuBLAS strided-batched sgemm");
-}
-
-/// How attention's sequences sit in the (rows, ·) token buffers, for the batched GEMMs: `groups`
-/// groups `group_rows` token rows apart, each a batch of `batch` sequences `batch_rows` rows apart,
-/// a sequence's `len` tokens `row_step` rows apart. Over the tokens of a frame: one group, a batch of
-/// every frame row (L rows apart), tokens adjacent. Over the frames (AIM's T-MSA): a group per video
-/// (T·L rows apart), a batch of its L token positions (adjacent rows), frames L rows apart.
-#[derive(Clone, Copy, Debug)]
-struct SeqPlan {
-    groups: usize,
-    group_rows: usize,
-    batch: usize,
-    batch_rows: usize,
-    row_step: usize,
-    len: usize,
-}
-
-impl SeqPlan {
-    fn new(n: usize, l: usize, axis: SeqAxis) -> Self {
-        match axis {
-            SeqAxis::Tokens => Self { groups: 1, group_rows: 0, batch: n, batch_rows: l, row_step: 1, len: l },
-            SeqAxis::Frames { frames } => {
-                assert!(
-                    frames > 0 && n.is_multiple_of(frames),
-                    "temporal attention: {n} frame rows is not a multiple of T = {frames}"
-                );
-                Self { groups: n / frames, group_rows: frames * l, batch: l, batch_rows: 1, row_step: l, len: frames }
-            }
-        }
-    }
-    /// Sequences in all: the probability buffer is (heads, seqs, len, len), sequence g·batch + j.
-    fn seqs(&self) -> usize {
-        self.groups * self.batch
-    }
+    // SAFETY: the plan keeps every batch member's blocks inside the buffers (`plan.rs`, whose test
+    // runs the same calls on the host); the C blocks of different members do not overlap.
+    ok(unsafe { blas(d).gemm_strided_batched(cfg, &first, &second, &mut cv) }, "cuBLAS strided-batched sgemm");
 }
 
 /// [`crate::ops::self_attention`]: per head, the scores `scale·QKᵀ` and the output `P·V` as
-/// strided-batched cuBLAS GEMMs reading q, k and v in place in the packed buffer, and a softmax
-/// kernel (a warp per row) that also keeps each row's log-sum-exp; the backward rebuilds the
-/// probabilities from the saved log-sum-exps, as the CPU op, and runs `dP = dO·Vᵀ`, `dV = Pᵀ·dO`,
+/// strided-batched cuBLAS GEMMs reading q, k and v in place in the packed buffer ([`SeqPlan`]), and
+/// a softmax kernel (a warp per row) that also keeps each row's log-sum-exp; the backward rebuilds
+/// the probabilities from the saved log-sum-exps, as the CPU op, and runs `dP = dO·Vᵀ`, `dV = Pᵀ·dO`,
 /// `dQ = dS·K`, `dK = dSᵀ·Q` as GEMMs accumulating into the packed gradient.
 pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     qkv: Tensor<(usize, usize, usize), f32, Cuda, T>,
@@ -541,10 +501,11 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
     assert!(heads > 0 && c.is_multiple_of(heads), "attention: {heads} heads do not divide width {c}");
     let plan = SeqPlan::new(n, l, axis);
-    let (len, seqs, dh) = (plan.len, plan.seqs(), c / heads);
-    assert_eq!(seqs * len, n * l, "attention: the sequences cover every token");
+    let (len, dh, batch) = (plan.len, c / heads, plan.batch);
+    assert_eq!(plan.seqs() * len, n * l, "attention: the sequences cover every token");
     let scale = 1.0 / (dh as f32).sqrt();
-    let rows = heads * seqs * len; // score rows
+    let rows = heads * plan.seqs() * len; // score rows
+    let pc = (len, len * len); // (leading dimension, batch stride) of the probability blocks
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let qb = read(&qkv);
@@ -554,21 +515,11 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     let mut out = zeros(&d, n * l * c);
     scores(&d, &plan, heads, c, scale, &qb, &mut p);
     launch!(&d, "attn_softmax", rows * 32, (rows, len, &mut p, &mut lse));
-    for_each_block(&plan, heads, |g, h, poff| {
-        let tok = g * plan.group_rows;
-        gemm_batched(
-            &d,
-            len,
-            dh,
-            len,
-            1.0,
-            probs(&p, poff, len, false),
-            qkv_operand(&qb, &plan, c, tok, 2 * c + h * dh, false),
-            0.0,
-            (&mut out, tok * c + h * dh, plan.row_step * c, plan.batch_rows * c),
-            plan.batch,
-        );
-    });
+    for (g, h, poff) in plan.blocks(heads) {
+        let (o, v) = (plan.tokens(c, g, h * dh, false), plan.tokens(c3, g, 2 * c + h * dh, false));
+        let probs = (&p, plan.probs(poff, false));
+        gemm_batched(&d, len, dh, len, 1.0, probs, (&qb, v), 0.0, (&mut out, o.off, o.ld, o.stride), batch);
+    }
     drop(p);
     let out = wrap(&dev, out, (n, l, width));
     if T::OWNS_TAPE {
@@ -580,110 +531,28 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
             let mut ds = zeros(&d, rows * len);
             scores(&d, &plan, heads, c, scale, &qb, &mut p);
             launch!(&d, "attn_probs_from_lse", rows * len, (rows, len, &lse, &mut p));
-            // dP = dO·Vᵀ
-            for_each_block(&plan, heads, |g, h, poff| {
-                let tok = g * plan.group_rows;
-                gemm_batched(
-                    &d,
-                    len,
-                    len,
-                    dh,
-                    1.0,
-                    Operand {
-                        buf: &go,
-                        off: tok * c + h * dh,
-                        ld: plan.row_step * c,
-                        stride: plan.batch_rows * c,
-                        t: false,
-                    },
-                    qkv_operand(&qb, &plan, c, tok, 2 * c + h * dh, true),
-                    0.0,
-                    (&mut ds, poff, len, len * len),
-                    plan.batch,
-                );
-            });
+            for (g, h, poff) in plan.blocks(heads) {
+                // dP = dO·Vᵀ
+                let (dout, v) = (plan.tokens(c, g, h * dh, false), plan.tokens(c3, g, 2 * c + h * dh, true));
+                gemm_batched(&d, len, len, dh, 1.0, (&go, dout), (&qb, v), 0.0, (&mut ds, poff, pc.0, pc.1), batch);
+            }
             launch!(&d, "attn_softmax_bwd", rows * 32, (rows, len, scale, &p, &mut ds));
             let gq: &mut CudaSlice<f32> = grads.get_or_alloc_mut(&qg)?;
-            for_each_block(&plan, heads, |g, h, poff| {
-                let tok = g * plan.group_rows;
-                let at = |col: usize| (tok * c3 + col + h * dh, plan.row_step * c3, plan.batch_rows * c3);
+            for (g, h, poff) in plan.blocks(heads) {
+                let at = |col: usize| plan.tokens(c3, g, col + h * dh, false);
+                let (dq, dk, dv) = (at(0), at(c), at(2 * c));
+                let dout = plan.tokens(c, g, h * dh, false);
                 // dQ += dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO
-                let (o, ld, st) = at(0);
-                let k = qkv_operand(&qb, &plan, c, tok, c + h * dh, false);
-                gemm_batched(
-                    &d,
-                    len,
-                    dh,
-                    len,
-                    1.0,
-                    probs(&ds, poff, len, false),
-                    k,
-                    1.0,
-                    (&mut *gq, o, ld, st),
-                    plan.batch,
-                );
-                let (o, ld, st) = at(c);
-                let q = qkv_operand(&qb, &plan, c, tok, h * dh, false);
-                gemm_batched(
-                    &d,
-                    len,
-                    dh,
-                    len,
-                    1.0,
-                    probs(&ds, poff, len, true),
-                    q,
-                    1.0,
-                    (&mut *gq, o, ld, st),
-                    plan.batch,
-                );
-                let (o, ld, st) = at(2 * c);
-                let dout = Operand {
-                    buf: &go,
-                    off: tok * c + h * dh,
-                    ld: plan.row_step * c,
-                    stride: plan.batch_rows * c,
-                    t: false,
-                };
-                gemm_batched(
-                    &d,
-                    len,
-                    dh,
-                    len,
-                    1.0,
-                    probs(&p, poff, len, true),
-                    dout,
-                    1.0,
-                    (&mut *gq, o, ld, st),
-                    plan.batch,
-                );
-            });
+                let (s, st, pt) =
+                    ((&ds, plan.probs(poff, false)), (&ds, plan.probs(poff, true)), (&p, plan.probs(poff, true)));
+                gemm_batched(&d, len, dh, len, 1.0, s, (&qb, at(c)), 1.0, (&mut *gq, dq.off, dq.ld, dq.stride), batch);
+                gemm_batched(&d, len, dh, len, 1.0, st, (&qb, at(0)), 1.0, (&mut *gq, dk.off, dk.ld, dk.stride), batch);
+                gemm_batched(&d, len, dh, len, 1.0, pt, (&go, dout), 1.0, (&mut *gq, dv.off, dv.ld, dv.stride), batch);
+            }
             Ok(())
         });
     }
     out.put_tape(tape)
-}
-
-/// Runs `f(group, head, offset of the block's first score row in the probability buffer)` for every
-/// group and head: one batched GEMM each.
-fn for_each_block(plan: &SeqPlan, heads: usize, mut f: impl FnMut(usize, usize, usize)) {
-    let (len, seqs) = (plan.len, plan.seqs());
-    for h in 0..heads {
-        for g in 0..plan.groups {
-            f(g, h, (h * seqs + g * plan.batch) * len * len);
-        }
-    }
-}
-
-/// The q, k or v block (column `col` of the packed (rows, 3C) buffer) of the sequences of the group
-/// starting at token row `tok`, as a batched GEMM operand.
-fn qkv_operand<'a>(qb: &'a CudaSlice<f32>, plan: &SeqPlan, c: usize, tok: usize, col: usize, t: bool) -> Operand<'a> {
-    let c3 = 3 * c;
-    Operand { buf: qb, off: tok * c3 + col, ld: plan.row_step * c3, stride: plan.batch_rows * c3, t }
-}
-
-/// The (len × len) probability (or score-gradient) blocks of one group and head, from `off`.
-fn probs(buf: &CudaSlice<f32>, off: usize, len: usize, t: bool) -> Operand<'_> {
-    Operand { buf, off, ld: len, stride: len * len, t }
 }
 
 /// The scaled scores `scale·QKᵀ` of every (head, sequence) into `p` (heads, seqs, len, len).
@@ -697,21 +566,10 @@ fn scores(
     p: &mut CudaSlice<f32>,
 ) {
     let (len, dh) = (plan.len, c / heads);
-    for_each_block(plan, heads, |g, h, poff| {
-        let tok = g * plan.group_rows;
-        gemm_batched(
-            d,
-            len,
-            len,
-            dh,
-            scale,
-            qkv_operand(qb, plan, c, tok, h * dh, false),
-            qkv_operand(qb, plan, c, tok, c + h * dh, true),
-            0.0,
-            (&mut *p, poff, len, len * len),
-            plan.batch,
-        );
-    });
+    for (g, h, poff) in plan.blocks(heads) {
+        let (q, k) = (plan.tokens(3 * c, g, h * dh, false), plan.tokens(3 * c, g, c + h * dh, true));
+        gemm_batched(d, len, len, dh, scale, (qb, q), (qb, k), 0.0, (&mut *p, poff, len, len * len), plan.batch);
+    }
 }
 
 /// [`crate::ops::cross_entropy`]: per-sample losses and gradients in one kernel, their mean in a

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod plan;
 
 /// One CUDA C source: the module name it is loaded under, its text, and its kernels.
 pub struct Source {
