@@ -132,6 +132,18 @@ fn square(svg: &mut Svg, x: f64, y: f64, r: f64, fill: &str, title: &str) {
     .unwrap();
 }
 
+/// The rectangle (x0, y0, x1, y1) that text of this size covers when drawn at (x, y) with this
+/// anchor: 0.58 of the size per character wide, from one size above the baseline to 2 px below.
+fn text_box(x: f64, y: f64, size: f64, anchor: &str, text: &str) -> (f64, f64, f64, f64) {
+    let w = 0.58 * size * text.chars().count() as f64;
+    let x0 = match anchor {
+        "start" => x,
+        "end" => x - w,
+        _ => x - w / 2.0,
+    };
+    (x0, y - size, x0 + w, y + 2.0)
+}
+
 /// Places labels next to points without overlapping each other or the points: tries eight
 /// positions around each point and keeps the first free one (else the least crowded).
 struct Labels {
@@ -154,7 +166,6 @@ impl Labels {
         bounds: (f64, f64, f64, f64),
         always: bool,
     ) -> bool {
-        let w = 0.58 * size * text.chars().count() as f64;
         let h = size;
         let gap = r + 3.0;
         let candidates = [
@@ -167,14 +178,7 @@ impl Labels {
             (x + gap * 0.7, y + gap * 0.7 + h, "start"),
             (x - gap * 0.7, y + gap * 0.7 + h, "end"),
         ];
-        let rect = |(tx, ty, a): (f64, f64, &str)| {
-            let x0 = match a {
-                "start" => tx,
-                "end" => tx - w,
-                _ => tx - w / 2.0,
-            };
-            (x0, ty - h, x0 + w, ty + 2.0)
-        };
+        let rect = |(tx, ty, a): (f64, f64, &str)| text_box(tx, ty, size, a, text);
         let overlap = |a: (f64, f64, f64, f64), b: &(f64, f64, f64, f64)| {
             (a.2.min(b.2) - a.0.max(b.0)).max(0.0) * (a.3.min(b.3) - a.1.max(b.1)).max(0.0)
         };
@@ -190,6 +194,11 @@ impl Labels {
         self.taken.push(rect(best));
         svg.text(best.0, best.1, size, best.2, "normal", text);
         true
+    }
+
+    /// Reserves a rectangle (x0, y0, x1, y1) that no label may cover: fixed text, for example.
+    fn block(&mut self, rect: (f64, f64, f64, f64)) {
+        self.taken.push(rect);
     }
 
     fn place(&mut self, svg: &mut Svg, point: (f64, f64, f64), size: f64, text: &str, bounds: (f64, f64, f64, f64)) {
@@ -273,7 +282,7 @@ fn k400_bubbles() -> anyhow::Result<String> {
     }
     let (w, h) = (1000.0, 640.0);
     let mut svg = Svg::new(w, h);
-    svg.text(20.0, 26.0, 17.0, "start", "bold", "Kinetics-400: top-1 against tunable parameters; bubble area ∝ GFLOPs");
+    svg.heading("Kinetics-400: top-1 against tunable parameters; bubble area ∝ GFLOPs", None);
     let lo = points.iter().map(|p| p.tunable).fold(f64::MAX, f64::min);
     let hi = points.iter().map(|p| p.tunable).fold(0.0, f64::max);
     let x = Axis { lo: (lo * 0.5).max(0.01), hi: hi * 2.5, p0: 90.0, p1: w - 30.0, log: true };
@@ -467,14 +476,7 @@ fn breakdown_bars() -> anyhow::Result<String> {
     let top = 56.0;
     let h = top + nrows as f64 * row_h + models.len() as f64 * 34.0 + 110.0;
     let mut svg = Svg::new(w, h);
-    svg.text(
-        20.0,
-        26.0,
-        17.0,
-        "start",
-        "bold",
-        "Trainable parameters of the K400 ViT-B/16 presets, by position and part (one scale)",
-    );
+    svg.heading("Trainable parameters of the K400 ViT-B/16 presets, by position and part (one scale)", None);
     let longest =
         models.iter().flat_map(|m| m.2.iter()).map(|r| r.1.iter().map(|p| p.1).sum::<u64>()).max().unwrap_or(1);
     let x = Axis { lo: 0.0, hi: (longest as f64 / 1e6 * 1.1).ceil(), p0: 290.0, p1: w - 30.0, log: false };
@@ -569,13 +571,9 @@ fn published_vs_ours() -> anyhow::Result<String> {
     let (w, h) = (1000.0, 600.0);
     let mut svg = Svg::new(w, h);
     let n_ok = pts.iter().filter(|p| p.ok).count();
-    svg.text(
-        20.0,
-        26.0,
-        17.0,
-        "start",
-        "bold",
+    svg.heading(
         &format!("Every computed figure of every table against the printed one: {} ✓, {} ✗", n_ok, pts.len() - n_ok),
+        None,
     );
     let lo = pts.iter().map(|p| p.published).fold(f64::MAX, f64::min);
     let hi = pts.iter().map(|p| p.published).fold(0.0, f64::max);
@@ -677,7 +675,7 @@ fn measured_vs_published() -> anyhow::Result<String> {
     }
     let (w, h) = (1000.0, 620.0);
     let mut svg = Svg::new(w, h);
-    svg.text(20.0, 26.0, 17.0, "start", "bold", "Cost ratios measured here (CPU) against the published ratios (GPUs)");
+    svg.heading("Cost ratios measured here (CPU) against the published ratios (GPUs)", None);
     let hi = pts.iter().map(|p| p.0.max(p.1)).fold(1.0, f64::max) * 1.1;
     let lo = pts.iter().map(|p| p.0.min(p.1)).fold(1.0, f64::min) * 0.9;
     let x = Axis { lo, hi, p0: 90.0, p1: w - 40.0, log: false };
@@ -740,21 +738,9 @@ pub fn bench_ratios(report: &crate::bench::Report) -> String {
     let (w, row_h, top) = (1000.0, 30.0, 64.0);
     let h = top + row_h * data.len().max(1) as f64 + 90.0;
     let mut svg = Svg::new(w, h);
-    svg.text(
-        20.0,
-        26.0,
-        17.0,
-        "start",
-        "bold",
+    svg.heading(
         &format!("The kit ÷ PyTorch on the same CPU, {} threads ({})", report.opts.threads, report.date),
-    );
-    svg.text(
-        20.0,
-        46.0,
-        12.0,
-        "start",
-        "normal",
-        "time and memory: lower is better; clips/s: higher is better. Black tick: the target",
+        Some("time and memory: lower is better; clips/s: higher is better. Black tick: the target"),
     );
     let hi = (data.iter().map(|d| d.1).fold(1.5f64, f64::max) * 1.1 * 4.0).ceil() / 4.0;
     let x = Axis { lo: 0.0, hi, p0: 470.0, p1: w - 70.0, log: false };

@@ -67,50 +67,48 @@ pub enum ModelCfg {
 }
 
 impl ModelCfg {
-    pub fn clip(&self) -> &ClipCfg {
+    /// The encoder and the class count, which every model has: the one place that names each variant's fields.
+    fn common(&self) -> (&ClipCfg, usize) {
         match self {
-            ModelCfg::ClipBaseline(c) => &c.clip,
-            ModelCfg::StAdapter(c) => &c.clip,
-            ModelCfg::Aim(c) => &c.clip,
-            ModelCfg::MstAdapter(c) => &c.clip,
-            ModelCfg::Benchmark(c) => &c.clip,
+            ModelCfg::ClipBaseline(c) => (&c.clip, c.num_classes),
+            ModelCfg::StAdapter(c) => (&c.clip, c.num_classes),
+            ModelCfg::Aim(c) => (&c.clip, c.num_classes),
+            ModelCfg::MstAdapter(c) => (&c.clip, c.num_classes),
+            ModelCfg::Benchmark(c) => (&c.clip, c.num_classes),
         }
+    }
+
+    /// [`ModelCfg::common`], to change.
+    fn common_mut(&mut self) -> (&mut ClipCfg, &mut usize) {
+        match self {
+            ModelCfg::ClipBaseline(c) => (&mut c.clip, &mut c.num_classes),
+            ModelCfg::StAdapter(c) => (&mut c.clip, &mut c.num_classes),
+            ModelCfg::Aim(c) => (&mut c.clip, &mut c.num_classes),
+            ModelCfg::MstAdapter(c) => (&mut c.clip, &mut c.num_classes),
+            ModelCfg::Benchmark(c) => (&mut c.clip, &mut c.num_classes),
+        }
+    }
+
+    pub fn clip(&self) -> &ClipCfg {
+        self.common().0
     }
 
     /// Classes of the classifier head.
     pub fn num_classes(&self) -> usize {
-        match self {
-            ModelCfg::ClipBaseline(c) => c.num_classes,
-            ModelCfg::StAdapter(c) => c.num_classes,
-            ModelCfg::Aim(c) => c.num_classes,
-            ModelCfg::MstAdapter(c) => c.num_classes,
-            ModelCfg::Benchmark(c) => c.num_classes,
-        }
+        self.common().1
     }
 
     /// The same model with a `classes`-way classifier.
     pub fn with_num_classes(&self, classes: usize) -> Self {
         let mut m = self.clone();
-        match &mut m {
-            ModelCfg::ClipBaseline(c) => c.num_classes = classes,
-            ModelCfg::StAdapter(c) => c.num_classes = classes,
-            ModelCfg::Aim(c) => c.num_classes = classes,
-            ModelCfg::MstAdapter(c) => c.num_classes = classes,
-            ModelCfg::Benchmark(c) => c.num_classes = classes,
-        }
+        *m.common_mut().1 = classes;
         m
     }
 
     /// The same model on another backbone shape.
     pub fn with_clip(&self, clip: ClipCfg) -> Self {
         let mut m = self.clone();
-        match &mut m {
-            ModelCfg::ClipBaseline(c) => c.clip = clip,
-            ModelCfg::StAdapter(c) => c.clip = clip,
-            ModelCfg::Aim(c) => c.clip = clip,
-            ModelCfg::MstAdapter(c) => c.clip = clip,
-            ModelCfg::Benchmark(c) => c.clip = clip,
-        }
+        *m.common_mut().0 = clip;
         m
     }
 

@@ -147,6 +147,30 @@ fn the_binary_list_is_complete() {
     }
 }
 
+/// Every binary's `--help` succeeds and opens with what that binary does: a table binary with its
+/// paper, table number and caption (from its fixture), the others with their own line, never the
+/// package's description shared by all.
+#[test]
+fn every_binary_says_what_it_does_in_its_help() {
+    let package = env!("CARGO_PKG_DESCRIPTION");
+    let tables: Vec<&str> = video_adapters::repro::all().into_iter().map(|(n, _)| n).collect();
+    for (name, _) in BINS {
+        let (out, err) = run(name, &["--help"]);
+        assert!(out.status.success(), "{name} --help: {err}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            !first.is_empty() && !first.starts_with("Usage") && first != package,
+            "{name} --help opens with {first:?}"
+        );
+        if tables.contains(&name) {
+            let title = video_adapters::repro::help_title(name).unwrap();
+            assert_eq!(first, title, "{name}");
+            assert!(title.contains(" Table "), "{name}: {title}");
+        }
+    }
+}
+
 /// `--device`: an unknown device is a usage error naming the value; `cuda` on a build or machine
 /// without CUDA is one saying which (here: the build, unless it has feature `cuda` and a GPU).
 #[test]

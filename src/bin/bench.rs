@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// Benchmark the kit against PyTorch (scripts/bench_pytorch.py) on this machine.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     opts: video_adapters::bench::Opts,

@@ -8,7 +8,7 @@ use clap::Parser;
 /// Write the book's generated figures and pages under book/src/ of the working directory (run it
 /// from the root of a video-adapters checkout).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() {

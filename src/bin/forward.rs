@@ -25,7 +25,7 @@ use video_adapters::Ctx;
 
 /// Run one forward pass (eval mode) and write logits and intermediates.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Model config (RON), e.g. fixtures/configs/aim_vitclip_base_k400.ron.
     #[arg(long)]

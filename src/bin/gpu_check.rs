@@ -3,7 +3,11 @@
 //!     gpu_check --out DIR [--device cuda:N]
 use clap::Parser;
 
+/// Measure the kit on a GPU (what `scripts/gpu-check` runs after the GPU tests): a ViT-B/16 block,
+/// one training step of each paper's preset, evaluation throughput and device memory, written to
+/// --out as gpu_check.md and gpu_check.json.
 #[derive(Parser)]
+#[command(version)]
 struct Args {
     /// Directory for gpu_check.json and gpu_check.md (created).
     #[arg(long)]

@@ -27,7 +27,10 @@ use video_adapters::proxy::{self, Method};
 use video_adapters::registry::VideoModel;
 use video_adapters::Ctx;
 
+/// The embedded benchmark's tools: contact sheets of the synthetic tasks, the backbone's
+/// pre-training, the benchmark and study runs, the book's proxy figures, and the clips as video files.
 #[derive(Parser)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,

@@ -41,6 +41,15 @@ impl Svg {
         Svg { w, h, body: String::new() }
     }
 
+    /// The figure's title (bold, top left) and, when given, the line under it: every figure's
+    /// first two lines, at the same places.
+    pub(super) fn heading(&mut self, title: &str, subtitle: Option<&str>) {
+        self.text(20.0, 26.0, 17.0, "start", "bold", title);
+        if let Some(line) = subtitle {
+            self.text(20.0, 46.0, 12.0, "start", "normal", line);
+        }
+    }
+
     pub(super) fn text(&mut self, x: f64, y: f64, size: f64, anchor: &str, weight: &str, s: &str) {
         let s = s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         writeln!(
@@ -606,14 +615,7 @@ fn method_picture(
     let shift_h = extra.map_or(0.0, |c| draw_cls_shift(&mut probe, 20.0, 0.0, c) + 20.0);
     let h = 40.0 + block_h + 40.0 + pipe_h + 40.0 + grid_h + shift_h + 50.0;
     let mut svg = Svg::new(WIDTH, h);
-    svg.text(
-        20.0,
-        26.0,
-        17.0,
-        "start",
-        "bold",
-        &format!("{name}: where the adapters go, what is inside, and along which axes"),
-    );
+    svg.heading(&format!("{name}: where the adapters go, what is inside, and along which axes"), None);
     let y = 56.0;
     draw_block(&mut svg, 20.0, y, k400.0, &k400.1);
     draw_block(&mut svg, WIDTH / 2.0 + 10.0, y, ssv2.0, &ssv2.1);

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::arch::Svg;
-use super::{axes, esc, Axis, Labels};
+use super::{axes, esc, text_box, Axis, Labels};
 use crate::proxy::claims::mean_std;
 use crate::proxy::runs::{chart_methods, curve_methods, Runs};
 use crate::proxy::Method;
@@ -44,25 +44,14 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
     let b = runs.runs.first().map(|r| r.key.budget);
     let (w, h) = (1100.0, 660.0);
     let mut svg = Svg::new(w, h);
-    svg.text(
-        20.0,
-        26.0,
-        17.0,
-        "start",
-        "bold",
-        "Embedded benchmark, motion task (SSv2 stand-in): accuracy against trainable parameters",
+    let subtitle = format!(
+        "mean ± std over seeds {} (error bars; methods with equal counts drawn side by side); {}; not comparable with any published figure",
+        seeds.join(", "),
+        b.map_or(String::new(), |b| format!("{} steps × {} clips, lr {}", b.steps, b.batch, b.lr))
     );
-    svg.text(
-        20.0,
-        46.0,
-        12.0,
-        "start",
-        "normal",
-        &format!(
-            "mean ± std over seeds {} (error bars; methods with equal counts drawn side by side); {}; not comparable with any published figure",
-            seeds.join(", "),
-            b.map_or(String::new(), |b| format!("{} steps × {} clips, lr {}", b.steps, b.batch, b.lr))
-        ),
+    svg.heading(
+        "Embedded benchmark, motion task (SSv2 stand-in): accuracy against trainable parameters",
+        Some(&subtitle),
     );
     let tunable: Vec<f64> = methods.iter().filter_map(|(_, m)| runs.of(*m).first().map(|r| r.tunable as f64)).collect();
     let (lo, hi) = tunable.iter().fold((f64::MAX, 0f64), |(a, b), &t| (a.min(t), b.max(t)));
@@ -96,7 +85,8 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
             x.p0, x.p1
         )
         .unwrap();
-        svg.text(x.p0 + 4.0, cy - 4.0, 11.0, "start", "normal", &format!("chance {chance:.1}"));
+        let chance_text = format!("chance {chance:.1}");
+        svg.text(x.p0 + 4.0, cy - 4.0, 11.0, "start", "normal", &chance_text);
         let mut points = Vec::new();
         for (j, &(i, m, t, (mean, std))) in stats.iter().enumerate() {
             // methods with the same count side by side, 7 px apart (dodged, not moved in value)
@@ -127,12 +117,8 @@ pub fn accuracy_vs_tunable(runs: &Runs) -> String {
             .unwrap();
             points.push((px, py, 5.0));
         }
-        // the chance line's text is an obstacle too (boxes along it)
-        let chance_text = format!("chance {chance:.1}");
-        let along = (0.58 * 11.0 * chance_text.chars().count() as f64 / 10.0).ceil() as usize;
-        let obstacles: Vec<(f64, f64, f64)> =
-            points.iter().copied().chain((0..along).map(|k| (x.p0 + 9.0 + 10.0 * k as f64, cy - 8.0, 5.0))).collect();
-        let mut labels = Labels::new(&obstacles);
+        let mut labels = Labels::new(&points);
+        labels.block(text_box(x.p0 + 4.0, cy - 4.0, 11.0, "start", &chance_text));
         // a method's name where it overlaps nothing, else its number in the legend
         let bounds = (x.p0, y.p1, x.p1, y.p0);
         for (&(i, m, _, _), &p) in stats.iter().zip(&points) {
@@ -190,19 +176,12 @@ pub fn loss_curves(runs: &Runs) -> String {
     }
     let (w, h) = (1000.0, 560.0);
     let mut svg = Svg::new(w, h);
-    svg.text(20.0, 26.0, 17.0, "start", "bold", "Embedded benchmark, motion task: training loss");
-    svg.text(
-        20.0,
-        46.0,
-        12.0,
-        "start",
-        "normal",
-        &format!(
-            "cross-entropy, mean of every {every:.0} steps; line: mean over seeds {}, band: ± std; dashed: ln 12 = {:.2}, a uniform guess",
-            seeds(runs).join(", "),
-            12f64.ln()
-        ),
+    let subtitle = format!(
+        "cross-entropy, mean of every {every:.0} steps; line: mean over seeds {}, band: ± std; dashed: ln 12 = {:.2}, a uniform guess",
+        seeds(runs).join(", "),
+        12f64.ln()
     );
+    svg.heading("Embedded benchmark, motion task: training loss", Some(&subtitle));
     let steps = curves.iter().map(|c| c.mean.len()).max().unwrap_or(1) as f64 * every;
     let yhi = curves
         .iter()

@@ -118,7 +118,7 @@ pub struct Args {
     pub seeds: Vec<u64>,
 }
 
-const ABOUT: &str = "Reproduce one published table side by side with what this kit computes.
+pub(crate) const ABOUT: &str = "Reproduce one published table side by side with what this kit computes.
 
 Columns, for each quantity the kit computes (parameters in millions, GFLOPs):
   pub    the number printed in the paper (fixtures/published/…, with provenance)

@@ -75,16 +75,44 @@ pub fn run(name: &str) {
         .find(|(n, _)| *n == name)
         .map(|(_, r)| r)
         .unwrap_or_else(|| panic!("no reproduction named {name}"));
-    main(runner)
+    main_named(name, runner)
+}
+
+/// The published table a reproduction binary reproduces, as (paper folder, file) under
+/// `fixtures/published/`: `st_table6_training_cost` is `st_adapter/table6_training_cost`; the
+/// front door `table1_k400` is MST-Adapter's Table 1.
+pub fn published_of(binary: &str) -> (&'static str, &str) {
+    for (prefix, paper) in [("st_", "st_adapter"), ("aim_", "aim"), ("mst_", "mst_adapter")] {
+        if let Some(file) = binary.strip_prefix(prefix) {
+            return (paper, file);
+        }
+    }
+    ("mst_adapter", binary)
+}
+
+/// What `--help` opens with for the binary `name`: the paper, the table and its caption.
+pub fn help_title(name: &str) -> anyhow::Result<String> {
+    let (paper, file) = published_of(name);
+    let t = published::load(paper, file)?;
+    Ok(format!("{} Table {} — {}", t.paper, t.table, t.caption))
 }
 
 /// Runs a reproduction: parse the arguments, build the report, print it.
 pub fn main(runner: Runner) {
-    use clap::Parser;
+    main_named("", runner)
+}
+
+/// [`main`], with `--help` naming the table the binary `name` reproduces.
+fn main_named(name: &str, runner: Runner) {
+    use clap::{CommandFactory, FromArgMatches};
     if measure::child_entry() {
         return;
     }
-    let args = Args::parse();
+    let mut cmd = Args::command();
+    if let Ok(title) = help_title(name) {
+        cmd = cmd.about(title.clone()).long_about(format!("{title}\n\n{}", engine::ABOUT));
+    }
+    let args = Args::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     let run = || -> anyhow::Result<String> {
         // checked before any work: a measured table takes minutes
         let book = if args.write_book { Some(book_src_dir().context("--write-book")?.join("generated")) } else { None };
