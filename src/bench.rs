@@ -9,6 +9,11 @@
 //! sides case by case, alternating which goes first; each child warms up once and times `reps`
 //! repetitions; a figure is the median over rounds of the per-process medians. `--compare <exe>`
 //! adds a third column from another build of this binary (before/after a change, in one run).
+//!
+//! `--device cuda` (or `cuda:N`, a build with feature `cuda`) runs the kit's side on a GPU through
+//! [`Meter`]: each case built there by the same model code, timed by wall clock after a device
+//! synchronisation, with the GPU memory in use instead of the process's resident memory. The cost
+//! tables' measured columns ([`crate::repro::measure`]) measure through the same [`Meter`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +27,7 @@ use crate::aim::AimCfg;
 use crate::clip::vit::{clip_block, Block, ResidualAttentionBlock};
 use crate::clip::{Blocks, ClipCfg};
 use crate::context::Ctx;
+use crate::device::{DeviceArg, KitDevice};
 use crate::init::Init;
 use crate::input::count;
 use crate::mst_adapter::MstAdapterCfg;
@@ -29,7 +35,7 @@ use crate::ops::gemm::{matmul, Mat, MatMut, Threads};
 use crate::ops::{Grid, Kernel3};
 use crate::optim::{AdamW, AdamWCfg};
 use crate::param::set_trainable;
-use crate::registry::{BaselineCfg, ModelCfg};
+use crate::registry::{BaselineCfg, ModelCfg, VideoModel};
 use crate::st_adapter::{Position, StAdapterCfg};
 
 const ENV: &str = "VIDEO_ADAPTERS_BENCH";
@@ -131,6 +137,12 @@ pub struct Opts {
     /// disturbed by other processes on a busy machine (with one thread, nearly not at all).
     #[arg(long)]
     pub cpu: bool,
+    /// Where the kit's side runs: `cpu`, `cuda` or `cuda:N` (a build with `--features cuda` and a
+    /// GPU). On CUDA: wall-clock time after a device synchronisation, GPU memory in use instead of
+    /// resident memory; PyTorch (`--torch`) runs on the CPU only, so it is refused with a GPU.
+    #[arg(long, default_value = "cpu", value_parser = DeviceArg::parse)]
+    #[serde(default)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub small: Small,
 }
@@ -162,6 +174,9 @@ pub struct Child {
     /// The library version the child ran (PyTorch only).
     #[serde(default)]
     pub version: Option<String>,
+    /// The device the kit's child ran on (`cpu`, `cuda:N`); absent from PyTorch and older builds.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// One side's figures: median over rounds of each metric's per-process median, and of the peaks.
@@ -231,16 +246,126 @@ pub fn cpu_seconds() -> f64 {
         / 1e9
 }
 
-/// Runs `f`, pushing its wall-clock and CPU seconds to `m[name]` and `m[name_cpu]` (unless warm-up).
-fn timed(m: &mut BTreeMap<String, Vec<f64>>, name: &str, warm_up: bool, f: impl FnOnce()) {
+/// Runs `f` on the meter's device, pushing its wall-clock and CPU seconds to `m[name]` and
+/// `m[name_cpu]` (unless warm-up).
+fn timed(
+    meter: &mut Meter,
+    m: &mut BTreeMap<String, Vec<f64>>,
+    name: &str,
+    warm_up: bool,
+    f: impl FnOnce(),
+) -> anyhow::Result<()> {
     let c = cpu_seconds();
-    let t = secs(f);
+    let t = meter.time(f)?;
     let c = cpu_seconds() - c;
     if !warm_up {
         m.entry(name.to_string()).or_default().push(t);
         m.entry(format!("{name}_cpu")).or_default().push(c);
     }
+    Ok(())
 }
+
+// ANCHOR: meter
+/// Where a measurement runs (`--device`), and how it is timed and its memory read. Models are built
+/// there by the same code on every device ([`ModelCfg::build_on`]); every timed call ends with a
+/// device synchronisation (a no-op on the CPU), so the wall clock covers the device's work. Memory:
+/// on the CPU the process's peak resident memory (VmHWM); on CUDA the device memory in use (total −
+/// free, from the driver) sampled after every timed call, the largest sample: a lower bound of the
+/// peak (an allocation freed before a sample is not seen). The bench and the cost tables'
+/// measured columns ([`crate::repro::measure`]) both measure through it.
+pub struct Meter {
+    pub device: DeviceArg,
+    #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+    cuda: Option<dfdx::tensor::Cuda>,
+    /// CUDA: the largest device memory in use seen (bytes).
+    used: usize,
+}
+
+impl Meter {
+    /// Opens the device. `cuda` in a build without feature `cuda` is the error `--device` gives
+    /// everywhere ([`crate::device::cuda_unavailable`]).
+    pub fn open(device: DeviceArg) -> anyhow::Result<Self> {
+        #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+        let cuda = match device {
+            DeviceArg::Cuda(n) => Some(crate::device::open_cuda(n)?),
+            DeviceArg::Cpu => None,
+        };
+        #[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
+        if let DeviceArg::Cuda(n) = device {
+            return Err(crate::device::cuda_unavailable(n));
+        }
+        Ok(Self {
+            device,
+            #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+            cuda,
+            used: 0,
+        })
+    }
+
+    /// The model of `cfg`, built on the device ([`ModelCfg::build_on`]).
+    pub fn build(&self, cfg: &ModelCfg, init: &mut Init) -> anyhow::Result<Box<dyn VideoModel>> {
+        #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+        if let Some(dev) = &self.cuda {
+            return cfg.build_on(dev, init);
+        }
+        cfg.build_on(&Cpu::default(), init)
+    }
+
+    /// Waits for the device's queued work, then samples its memory in use (no-ops on the CPU).
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+        if let Some(dev) = &self.cuda {
+            dev.try_synchronize().map_err(|e| anyhow::anyhow!("{}: CUDA synchronize: {e:?}", self.device))?;
+            if let Ok((free, total)) = cudarc::driver::result::mem_get_info() {
+                self.used = self.used.max(total - free);
+            }
+        }
+        Ok(())
+    }
+
+    /// Wall-clock seconds of `f` and the device's work it queued (ended by [`Meter::sync`]).
+    pub fn time(&mut self, f: impl FnOnce()) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        f();
+        self.sync()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    /// Memory in use now, MiB: resident memory (CPU), device memory in use (CUDA).
+    pub fn now_mb(&mut self) -> anyhow::Result<f64> {
+        match self.device {
+            DeviceArg::Cpu => Ok(status_mb("VmRSS:")),
+            DeviceArg::Cuda(_) => {
+                let before = self.used;
+                self.used = 0;
+                self.sync()?;
+                let now = self.used;
+                self.used = self.used.max(before);
+                Ok(now as f64 / (1024.0 * 1024.0))
+            }
+        }
+    }
+
+    /// Peak memory so far, MiB: the process's peak resident memory (CPU), the largest device memory
+    /// in use sampled (CUDA).
+    pub fn peak_mb(&self) -> f64 {
+        match self.device {
+            DeviceArg::Cpu => status_mb("VmHWM:"),
+            DeviceArg::Cuda(_) => self.used as f64 / (1024.0 * 1024.0),
+        }
+    }
+
+    /// What [`Meter::peak_mb`] is, for reports.
+    pub fn peak_what(device: DeviceArg) -> String {
+        match device {
+            DeviceArg::Cpu => "peak resident memory of the process".into(),
+            DeviceArg::Cuda(_) => format!(
+                "{device} memory in use (the driver's total − free), largest sample after each timed call: a lower bound of the peak"
+            ),
+        }
+    }
+}
+// ANCHOR_END: meter
 
 /// In a child process started by [`run`]: measure the case named in the environment, print the
 /// result and return true. Returns false when this process is not such a child.
@@ -278,27 +403,53 @@ fn video(batch: usize, frames: usize, res: usize) -> crate::clip::vit::Video<f32
     Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
 }
 
-/// Runs one case in this process.
+/// Runs `$body` with `$dev` bound to the meter's device (`&Cpu` or `&Cuda`): code generic over the
+/// device, run on the one chosen.
+macro_rules! on_device {
+    ($meter:ident, |$dev:ident| $body:expr) => {{
+        #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+        let cuda = $meter.cuda.clone();
+        #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
+        let r = match &cuda {
+            Some($dev) => $body,
+            None => {
+                let $dev = &Cpu::default();
+                $body
+            }
+        };
+        #[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
+        let r = {
+            let $dev = &Cpu::default();
+            $body
+        };
+        r
+    }};
+}
+
+/// Runs one case in this process, on `o.device`.
 pub fn measure(case: &str, o: &Opts) -> anyhow::Result<Child> {
-    let mut out = Child::default();
+    let mut meter = Meter::open(o.device)?;
+    let mut out = Child { device: Some(o.device.to_string()), ..Default::default() };
     let reps = o.reps.max(1);
     let (kind, model) = case.split_once(':').unwrap_or((case, ""));
     match kind {
         "gemm" => {
-            out.base_mb = status_mb("VmRSS:");
-            out.metrics = gemm_peak(reps);
+            out.base_mb = meter.now_mb()?;
+            out.metrics = match o.device {
+                DeviceArg::Cpu => gemm_peak(reps),
+                DeviceArg::Cuda(_) => on_device!(meter, |dev| gemm_peak_on(dev, &mut meter, reps))?,
+            };
         }
         "block" => {
-            out.base_mb = status_mb("VmRSS:");
-            out.metrics = block(reps);
+            out.base_mb = meter.now_mb()?;
+            out.metrics = on_device!(meter, |dev| block(dev, &mut meter, reps))?;
         }
         "step" | "eval" => {
             let (cfg, batch, frames, res) = match model {
                 "small" => (o.small.cfg(), o.small.batch, o.small.frames, o.small.resolution),
                 m => (vit_b16_cfg(m)?, if kind == "step" { o.clips } else { o.eval_batch }, 8, 224),
             };
-            let dev = Cpu::default();
-            let mut m = cfg.build(&dev, &mut Init::seeded(1))?;
+            let mut m = meter.build(&cfg, &mut Init::seeded(1))?;
             if model == "full" {
                 m.set_trainable(&|_| true);
             }
@@ -311,25 +462,58 @@ pub fn measure(case: &str, o: &Opts) -> anyhow::Result<Child> {
                 ModelCfg::Benchmark(c) => c.num_classes,
             };
             let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
-            out.base_mb = status_mb("VmRSS:");
+            out.base_mb = meter.now_mb()?;
             if kind == "step" {
                 let mut opt = AdamW::new(AdamWCfg::default());
                 for i in 0..reps + 1 {
-                    timed(&mut out.metrics, "step", i == 0, || {
+                    timed(&mut meter, &mut out.metrics, "step", i == 0, || {
                         m.train_step(&v, &labels, &mut opt, &mut Ctx::train(i as u64));
-                    });
+                    })?;
                 }
             } else {
                 for i in 0..reps + 1 {
-                    timed(&mut out.metrics, "forward", i == 0, || {
+                    timed(&mut meter, &mut out.metrics, "forward", i == 0, || {
                         m.logits(&v, &mut Ctx::eval());
-                    });
+                    })?;
                 }
             }
         }
         _ => anyhow::bail!("no case `{case}` (one of {})", CASES.join(", ")),
     }
-    out.peak_mb = status_mb("VmHWM:");
+    out.peak_mb = meter.peak_mb();
+    Ok(out)
+}
+
+/// [`gemm_peak`] on a device through dfdx's `matmul` (cuBLAS on CUDA), each product set ended by a
+/// synchronisation.
+fn gemm_peak_on<D: KitDevice<f32>>(
+    dev: &D,
+    meter: &mut Meter,
+    reps: usize,
+) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for i in 0..reps + 1 {
+        let (mut best, mut best_cpu) = (0f64, 0f64);
+        for &(m, n, k) in &GEMM_SHAPES {
+            let a = dev.tensor_from_vec((0..m * k).map(|i| (i % 7) as f32 * 0.1).collect(), (m, k));
+            let b = dev.tensor_from_vec((0..k * n).map(|i| (i % 5) as f32 * 0.1).collect(), (k, n));
+            meter.sync()?;
+            let cpu = cpu_seconds();
+            let t = meter.time(|| {
+                for _ in 0..GEMM_REPEATS {
+                    drop(a.clone().matmul(b.clone()));
+                }
+            })?;
+            let cpu = cpu_seconds() - cpu;
+            let flop = 2.0 * (m * n * k * GEMM_REPEATS) as f64;
+            best = best.max(flop / t / 1e9);
+            best_cpu = best_cpu.max(flop / cpu / 1e9);
+        }
+        if i > 0 {
+            out.entry("gflops".into()).or_default().push(best);
+            out.entry("gflops_cpu".into()).or_default().push(best_cpu);
+        }
+    }
     Ok(out)
 }
 
@@ -378,12 +562,11 @@ pub fn block_macs(frames: usize, tokens: usize, c: usize) -> f64 {
 
 /// One CLIP ViT-B/16 block on 8 frames × 197 tokens: forward (untraced), forward+backward with
 /// every weight trained, and with every weight frozen (input gradient only), interleaved.
-fn block(reps: usize) -> BTreeMap<String, Vec<f64>> {
+fn block<D: KitDevice<f32>>(dev: &D, meter: &mut Meter, reps: usize) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
     const C: usize = 768;
     let frames = 8;
-    let dev = Cpu::default();
     let s = ClipCfg::vit_b16().tokens();
-    let frozen: ResidualAttentionBlock<C, f32, Cpu> = clip_block(&ClipCfg::vit_b16(), &dev, &mut Init::seeded(7));
+    let frozen: ResidualAttentionBlock<C, f32, D> = clip_block(&ClipCfg::vit_b16(), dev, &mut Init::seeded(7));
     let mut trained = frozen.clone();
     set_trainable(&mut trained, |_| true);
     let xv: Vec<f32> = Init::seeded(8).normal(frames * s * C, 1.0).into_iter().map(|v| v as f32).collect();
@@ -391,17 +574,17 @@ fn block(reps: usize) -> BTreeMap<String, Vec<f64>> {
     let grid = Grid { b: 1, t: frames, h: 14, w: 14 };
     let mut out = BTreeMap::new();
     for i in 0..reps + 1 {
-        timed(&mut out, "forward", i == 0, || {
+        timed(meter, &mut out, "forward", i == 0, || {
             frozen.forward(x.clone(), grid, &mut Ctx::eval());
-        });
-        timed(&mut out, "fwd_bwd_trained", i == 0, || {
+        })?;
+        timed(meter, &mut out, "fwd_bwd_trained", i == 0, || {
             trained.forward(x.leaky_trace(), grid, &mut Ctx::eval()).sum::<Rank0, _>().backward();
-        });
-        timed(&mut out, "fwd_bwd_frozen", i == 0, || {
+        })?;
+        timed(meter, &mut out, "fwd_bwd_frozen", i == 0, || {
             frozen.forward(x.leaky_trace(), grid, &mut Ctx::eval()).sum::<Rank0, _>().backward();
-        });
+        })?;
     }
-    out
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +610,16 @@ fn run_kit(exe: &std::path::Path, case: &str, o: &Opts) -> anyhow::Result<Child>
         exe.display(),
         String::from_utf8_lossy(&out.stderr).trim_end()
     );
-    parse_child(&out.stdout, case)
+    let child = parse_child(&out.stdout, case)?;
+    // a build from before `--device` ignores it (and would measure the CPU): refused
+    anyhow::ensure!(
+        child.device.as_deref().unwrap_or("cpu") == o.device.to_string(),
+        "{} ({case}) ran on {}, not on --device {}: a build without `--device`?",
+        exe.display(),
+        child.device.as_deref().unwrap_or("the CPU"),
+        o.device
+    );
+    Ok(child)
 }
 
 /// `scripts/bench_pytorch.py` in this repository.
@@ -532,6 +724,18 @@ fn summarise(samples: &BTreeMap<String, Vec<Child>>) -> Side {
     side
 }
 
+/// `--device cuda` with `--torch` is refused: scripts/bench_pytorch.py runs PyTorch on the CPU, and a
+/// GPU against a CPU is no comparison. (A device that is missing, or a build without feature `cuda`,
+/// is refused by `--device` itself: [`DeviceArg::parse`].)
+pub fn check_device(o: &Opts) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        o.device == DeviceArg::Cpu || o.torch.is_none(),
+        "--torch with --device {}: scripts/bench_pytorch.py runs PyTorch on the CPU only; measure the kit alone on the GPU",
+        o.device
+    );
+    Ok(())
+}
+
 /// Runs every selected case on every side, `rounds` times, interleaved.
 pub fn run(o: &Opts) -> anyhow::Result<Report> {
     let cases: Vec<&str> =
@@ -539,6 +743,7 @@ pub fn run(o: &Opts) -> anyhow::Result<Report> {
     for c in &o.only {
         anyhow::ensure!(CASES.contains(&c.as_str()), "no case `{c}` (one of {})", CASES.join(", "));
     }
+    check_device(o)?;
     let exe = std::env::current_exe()?;
     let load_before = loadavg();
     let (mut kit, mut torch, mut compare) = (
@@ -705,6 +910,14 @@ impl Report {
             "Measured {} on {}; {} threads on both sides; load average {} before, {} after.",
             self.date, self.machine, o.threads, self.load_before, self.load_after
         );
+        if o.device != DeviceArg::Cpu {
+            let _ = writeln!(
+                s,
+                "The kit on device {}: wall-clock time after a device synchronisation; memory is {}.",
+                o.device,
+                Meter::peak_what(o.device)
+            );
+        }
         let _ = writeln!(
             s,
             "Medians over {} rounds (every case once per round on each side, alternating which side goes first), each child process timing {} repetitions after a warm-up; {}. PyTorch {torch_v}, CPU, f32.\n",
@@ -783,7 +996,10 @@ impl Report {
             ("step:small", "Small preset"),
         ];
         if steps.iter().any(|(c, _)| self.kit.peak_mb.contains_key(*c)) {
-            let _ = writeln!(s, "\nPeak resident memory of each training step's process (MiB):\n");
+            let _ = match o.device {
+                DeviceArg::Cpu => writeln!(s, "\nPeak resident memory of each training step's process (MiB):\n"),
+                d => writeln!(s, "\nGPU memory in use during each training step ({d}, MiB, largest sample):\n"),
+            };
             let mut head = "| training step | kit |".to_string();
             let mut rule = "|---|---:|".to_string();
             if has_c {
@@ -849,7 +1065,11 @@ impl Report {
         if sides.iter().any(|(_, x)| x.medians.contains_key("gemm/gflops")) {
             let _ = writeln!(
                 s,
-                "\nGEMM peak of this machine (best of the block's three GEMM shapes, f32, same library and threads as each side's models) and the share of it the ViT-B/16 block's forward reaches ({:.1} GFLOP: its linear layers and attention products), in GFLOP per second of {}:\n",
+                "\nGEMM peak of {} (best of the block's three GEMM shapes, f32, same library and threads as each side's models) and the share of it the ViT-B/16 block's forward reaches ({:.1} GFLOP: its linear layers and attention products), in GFLOP per second of {}:\n",
+                match o.device {
+                    DeviceArg::Cpu => "this machine".to_string(),
+                    d => format!("{d} for the kit (cuBLAS, through dfdx's matmul)"),
+                },
                 flops / 1e9,
                 if self.opts.cpu { "CPU time (all threads)" } else { "wall-clock time" }
             );
@@ -909,6 +1129,89 @@ mod tests {
     fn vit_b16_block_forward_is_11_6_billion_multiply_adds() {
         assert_eq!(block_macs(8, 197, 768), 1576.0 * 12.0 * 589_824.0 + 1576.0 * 2.0 * 197.0 * 768.0);
         assert_eq!(block_macs(8, 197, 768), 11_631_636_480.0);
+    }
+
+    /// Issue 11: `bench --device` is `cpu` unless given; a report saved before the flag existed
+    /// (no `device` in its options) reads as `cpu`; `--device cuda` with `--torch` is refused, naming
+    /// both (scripts/bench_pytorch.py runs PyTorch on the CPU).
+    #[test]
+    fn bench_runs_on_the_cpu_by_default_and_refuses_torch_against_a_gpu() {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            o: Opts,
+        }
+        use clap::Parser as _;
+        let o = W::try_parse_from(["bench"]).unwrap().o;
+        assert_eq!(o.device, DeviceArg::Cpu);
+        check_device(&o).unwrap();
+        let mut json: serde_json::Value = serde_json::to_value(&o).unwrap();
+        json.as_object_mut().unwrap().remove("device");
+        assert_eq!(serde_json::from_value::<Opts>(json).unwrap().device, DeviceArg::Cpu);
+        let mut o = W::try_parse_from(["bench", "--torch", "python3"]).unwrap().o;
+        check_device(&o).unwrap();
+        o.device = DeviceArg::Cuda(0);
+        let e = check_device(&o).unwrap_err().to_string();
+        assert!(e.contains("--torch") && e.contains("--device cuda:0"), "{e}");
+    }
+
+    /// Issue 11: a report measured on a GPU says so in its header and titles its memory table as
+    /// GPU memory; one measured on the CPU keeps its resident-memory table.
+    #[test]
+    fn the_report_header_names_the_device() {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            o: Opts,
+        }
+        use clap::Parser as _;
+        let mut kit = Side::default();
+        kit.peak_mb.insert("step:st".into(), 1234.0);
+        kit.medians.insert("step:st/step".into(), 0.5);
+        let mut r = Report {
+            date: "2026-12-02".into(),
+            machine: "m".into(),
+            load_before: "0".into(),
+            load_after: "0".into(),
+            opts: W::try_parse_from(["bench"]).unwrap().o,
+            kit,
+            torch: None,
+            compare: None,
+        };
+        let cpu = r.markdown();
+        assert!(cpu.contains("Peak resident memory") && !cpu.contains("cuda"), "{cpu}");
+        r.opts.device = DeviceArg::Cuda(1);
+        let gpu = r.markdown();
+        assert!(gpu.contains("The kit on device cuda:1: wall-clock time after a device synchronisation"), "{gpu}");
+        assert!(
+            gpu.contains("GPU memory in use during each training step (cuda:1") && gpu.contains("| 1234 |"),
+            "{gpu}"
+        );
+    }
+
+    /// Issue 11: a build without feature `cuda` cannot open a GPU for the bench or the cost tables:
+    /// the error is the one `--device` gives everywhere, naming the device and the rebuild.
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn the_meter_on_cuda_without_the_feature_says_rebuild() {
+        let e = Meter::open(DeviceArg::Cuda(0)).err().unwrap().to_string();
+        assert!(e.contains("--device cuda:0") && e.contains("rebuild with `--features cuda`"), "{e}");
+    }
+
+    /// On the CPU the meter builds a model with the same code (`ModelCfg::build_on`) and gives the
+    /// same logits as `ModelCfg::build`, times a call, and reads the process's peak resident memory.
+    #[test]
+    fn the_meter_builds_times_and_reads_memory_on_the_cpu() {
+        let cfg = crate::registry::presets().into_iter().find(|(n, _)| n == "tiny_st_adapter_k400").unwrap().1;
+        let mut meter = Meter::open(DeviceArg::Cpu).unwrap();
+        let m = meter.build(&cfg, &mut Init::seeded(1)).unwrap();
+        let reference = cfg.build(&Cpu::default(), &mut Init::seeded(1)).unwrap();
+        let v = video(1, cfg.frames(), cfg.clip().input_resolution);
+        let mut got = None;
+        let t = meter.time(|| got = Some(m.logits(&v, &mut Ctx::eval()))).unwrap();
+        assert!(t > 0.0);
+        assert_eq!(got.unwrap().as_vec(), reference.logits(&v, &mut Ctx::eval()).as_vec());
+        assert!(meter.peak_mb() > 0.0 && meter.now_mb().unwrap() > 0.0);
     }
 
     /// Day 0 is 1970-01-01; 2024-01-01 is day 19,723, so day 19,782 is 31 + 28 days later, the

@@ -173,6 +173,29 @@ pub trait KitDevice<E: Real>: Device<E> {
         let _ = (out, op);
         Err(x)
     }
+    /// `clip::vit::patchify` (untraced): `None` runs the host code.
+    fn k_patchify(video: &Tensor<VideoShape, E, Self>, p: usize) -> Option<Tensor<Tok, E, Self>> {
+        let _ = (video, p);
+        None
+    }
+    fn k_embed_tokens<X: Dim, T: Tape<E, Self>>(
+        patches: Tensor<(usize, usize, X), E, Self, T>,
+        class_embedding: &Param<(X,), E, Self>,
+        positional_embedding: &Param<(usize, X), E, Self>,
+        temporal_embedding: Option<&Param<(usize, X), E, Self>>,
+        temporal_on_cls: bool,
+    ) -> Kernel<TokX<X>, TokX<X>, E, Self, T> {
+        let _ = (class_embedding, positional_embedding, temporal_embedding, temporal_on_cls);
+        Err(patches)
+    }
+    fn k_set_prompts<X: Dim, T: Tape<E, Self>>(
+        x: Tensor<(usize, usize, X), E, Self, T>,
+        old: usize,
+        prompts: &Param<(usize, X), E, Self>,
+    ) -> Kernel<TokX<X>, TokX<X>, E, Self, T> {
+        let _ = (old, prompts);
+        Err(x)
+    }
     #[allow(clippy::type_complexity)]
     fn k_add_to_patches<X: Dim, TX: Tape<E, Self>, TD: Tape<E, Self> + Merge<TX>>(
         x: Tensor<(usize, usize, X), E, Self, TX>,
@@ -206,6 +229,12 @@ pub trait KitDevice<E: Real>: Device<E> {
 
 /// Token streams (B·T, L, C) with runtime sizes.
 type Tok = (usize, usize, usize);
+
+/// Token streams (B·T, L, X) with a width type.
+type TokX<X> = (usize, usize, X);
+
+/// A video batch (B, 3, T, H, W) (`clip::vit::Video`).
+type VideoShape = (usize, Const<3>, usize, usize, usize);
 
 /// What a device's kernel returns: the op's output, or its input back for the host code.
 pub type Kernel<S, S2, E, D, T> = Result<Tensor<S2, E, D, T>, Tensor<S, E, D, T>>;
@@ -315,6 +344,25 @@ mod cuda {
         ) -> Kernel<S, S2, f32, Self, T> {
             Ok(gpu::tokens(x, out, op))
         }
+        fn k_patchify(video: &Tensor<VideoShape, f32, Self>, p: usize) -> Option<Tensor<Tok, f32, Self>> {
+            Some(gpu::patchify(video, p))
+        }
+        fn k_embed_tokens<X: Dim, T: Tape<f32, Self>>(
+            patches: Tensor<(usize, usize, X), f32, Self, T>,
+            class_embedding: &Param<(X,), f32, Self>,
+            positional_embedding: &Param<(usize, X), f32, Self>,
+            temporal_embedding: Option<&Param<(usize, X), f32, Self>>,
+            temporal_on_cls: bool,
+        ) -> Kernel<TokX<X>, TokX<X>, f32, Self, T> {
+            Ok(gpu::embed_tokens(patches, class_embedding, positional_embedding, temporal_embedding, temporal_on_cls))
+        }
+        fn k_set_prompts<X: Dim, T: Tape<f32, Self>>(
+            x: Tensor<(usize, usize, X), f32, Self, T>,
+            old: usize,
+            prompts: &Param<(usize, X), f32, Self>,
+        ) -> Kernel<TokX<X>, TokX<X>, f32, Self, T> {
+            Ok(gpu::set_prompts(x, old, prompts))
+        }
         fn k_add_to_patches<X: Dim, TX: Tape<f32, Self>, TD: Tape<f32, Self> + Merge<TX>>(
             x: Tensor<(usize, usize, X), f32, Self, TX>,
             delta: Tensor<(usize, usize, X), f32, Self, TD>,
@@ -344,7 +392,7 @@ mod cuda {
 }
 
 /// The device a tool runs on: `--device cpu` (the default) or `--device cuda` / `cuda:N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DeviceArg {
     #[default]
     Cpu,
@@ -372,6 +420,23 @@ impl DeviceArg {
             }
         })
     }
+}
+
+/// `cpu` or `cuda:N`, as [`DeviceArg::parse`] reads it.
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceArg::Cpu => write!(f, "cpu"),
+            DeviceArg::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The error for `--device cuda:N` in a build that cannot open a device (without feature `cuda`, or
+/// with `ci-check`): the same reason [`DeviceArg::parse`] gives, naming the device.
+#[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
+pub fn cuda_unavailable(ordinal: usize) -> anyhow::Error {
+    anyhow::anyhow!("--device cuda:{ordinal}: {}", cuda_devices().err().unwrap_or_default())
 }
 
 /// The number of CUDA devices, or why there are none to use. Never panics (dfdx's `Cuda::default()`

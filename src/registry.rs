@@ -147,7 +147,7 @@ impl ModelCfg {
                 #[cfg(all(feature = "cuda", not(feature = "ci-check")))]
                 return self.build_on(&crate::device::open_cuda(ordinal)?, init);
                 #[cfg(any(not(feature = "cuda"), feature = "ci-check"))]
-                anyhow::bail!("--device cuda:{ordinal}: {}", crate::device::cuda_devices().err().unwrap_or_default())
+                Err(crate::device::cuda_unavailable(ordinal))
             }
         }
     }

@@ -181,6 +181,31 @@ fn forward_names_what_is_wrong_with_the_device() {
     }
 }
 
+/// Issue 11: `bench` and the measured cost tables take `--device` as `forward`, `train` and
+/// `evaluate` do (one parser, `DeviceArg::parse`): an unknown device is a usage error naming the
+/// value; `cuda` in a build without feature `cuda` (or on a machine without a GPU) is one giving the
+/// reason ("rebuild with `--features cuda`" here, unless built with it and a GPU is present).
+#[test]
+fn bench_and_cost_tables_name_what_is_wrong_with_the_device() {
+    for bin in [
+        "bench",
+        "st_table6_training_cost",
+        "st_table11_inference_speed",
+        "aim_table6_backbones",
+        "aim_table9_memory",
+        "aim_table10_evl",
+    ] {
+        fails(&run(bin, &["--device", "gpu"]), 2, &["--device", "unknown device `gpu`"]);
+        fails(&run(bin, &["--device", "cuda:x"]), 2, &["--device", "`cpu`, `cuda` or `cuda:N`"]);
+        if let Err(why) = video_adapters::device::cuda_devices() {
+            fails(&run(bin, &["--device", "cuda"]), 2, &["--device", &why]);
+            fails(&run(bin, &["--device", "cuda:1"]), 2, &["--device", &why]);
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    assert!(video_adapters::device::cuda_devices().unwrap_err().contains("rebuild with `--features cuda`"));
+}
+
 /// Every binary, with bad flags and values: clap's usage error (exit 2) naming the flag, or a
 /// clear error (exit 1); no `panicked at`, never exit 101.
 #[test]

@@ -199,6 +199,73 @@ op_test!(
     }
 );
 
+op_test!(
+    /// Attention on cuBLAS at shapes where a softmax row spans several warp passes (50 tokens, more
+    /// than a warp's 32 lanes), 4 heads of 16, and AIM's temporal attention over 8 frames of 2 videos
+    /// (a batched GEMM per video and head, frames 7 token rows apart).
+    attention_matches_the_cpu_at_longer_sequences,
+    |dev| {
+        let c = 64usize;
+        let mut r = run_op(dev, (3usize, 50usize, 3 * c), |x| ops::self_attention(x, 4, SeqAxis::Tokens, c), &[]);
+        r.extend(run_op(dev, (16usize, 7usize, 3 * c), |x| ops::self_attention(x, 4, SeqAxis::Frames { frames: 8 }, c), &[]));
+        r
+    }
+);
+
+/// Reads one gradient out of a backward pass.
+type Reader<'a, D> = &'a dyn Fn(&Gradients<f32, D>) -> Vec<f32>;
+
+/// `sum(y · r)` backward for fixed weights r: the gradients of `inputs`, by name.
+fn grads_of<S: Shape, D: KitDevice<f32>>(
+    y: Tensor<S, f32, D, OwnedTape<f32, D>>,
+    inputs: &[(&str, Reader<'_, D>)],
+) -> Run {
+    let n = y.shape().num_elements();
+    let mut run = vec![("output".to_string(), host(&y))];
+    let r = y.device().tensor_from_vec(values(2, n), (n,));
+    let g = (y.reshape_like(&(n,)) * r).sum::<Rank0, _>().backward();
+    for (name, get) in inputs {
+        run.push((format!("{name} gradient"), get(&g)));
+    }
+    run
+}
+
+op_test!(
+    /// The token embedding (trainable class, positional and temporal embeddings; the temporal one
+    /// on the patches only, on every token, and absent), VPT prompts (trainable) and patchify.
+    embedding_prompts_and_patchify_match_the_cpu,
+    |dev| {
+        let (n, p, c, frames) = (4usize, 5usize, 6usize, 2usize);
+        let cls = param(dev, 3, (c,), true);
+        let pos = param(dev, 4, (p + 1, c), true);
+        let tem = param(dev, 5, (frames, c), true);
+        let x = dev.tensor_from_vec(values(1, n * p * c), (n, p, c));
+        let mut r = Vec::new();
+        for (on_cls, tem) in [(false, Some(&tem)), (true, Some(&tem)), (false, None)] {
+            let y = ops::embed_tokens(x.clone().traced(Gradients::leaky()), &cls, &pos, tem, on_cls);
+            r.extend(grads_of(
+                y,
+                &[
+                    ("patches", &|g| g.get(&x).as_vec()),
+                    ("class embedding", &|g| g.get(&cls.value).as_vec()),
+                    ("positional embedding", &|g| g.get(&pos.value).as_vec()),
+                ],
+            ));
+            if let Some(t) = tem {
+                let y = ops::embed_tokens(x.clone().traced(Gradients::leaky()), &cls, &pos, Some(t), on_cls);
+                r.extend(grads_of(y, &[("temporal embedding", &|g| g.get(&t.value).as_vec())]));
+            }
+        }
+        let prompts = param(dev, 6, (3usize, c), true);
+        let xp = dev.tensor_from_vec(values(7, n * 6 * c), (n, 6usize, c));
+        let y = ops::set_prompts(xp.clone().traced(Gradients::leaky()), 2, &prompts);
+        r.extend(grads_of(y, &[("x", &|g| g.get(&xp).as_vec()), ("prompts", &|g| g.get(&prompts.value).as_vec())]));
+        let video = dev.tensor_from_vec(values(8, 2 * 3 * 2 * 8 * 8), (2usize, Const::<3>, 2usize, 8usize, 8usize));
+        r.push(("patchify".into(), host(&video_adapters::clip::vit::patchify(&video, 4))));
+        r
+    }
+);
+
 /// The cross-entropy with label smoothing: loss and logit gradients.
 #[test]
 fn cross_entropy_matches_the_cpu() {
@@ -256,6 +323,28 @@ fn vit_b16_presets_match_the_cpu() {
     let b16 =
         ["clip_baseline_vit_b16", "st_adapter_vit_b16_12x384", "aim_vitclip_base_k400", "mst_adapter_vit_b16_k400"];
     compare_models("vit_b16_presets_match_the_cpu", |n| b16.contains(&n), 1);
+}
+
+/// Issue 11: `bench --device cuda` measures the kit on the GPU (the small preset's step and
+/// evaluation here, one round) and says so in its header; a measured cost table (ST-Adapter
+/// Table 11) measures its rows there too and says so in its note.
+#[test]
+fn bench_and_cost_tables_run_on_the_gpu() {
+    let Some(_g) = gpu("bench_and_cost_tables_run_on_the_gpu") else { return };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--device", "cuda", "--only", "step:small,eval:small", "--rounds", "1", "--reps", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("The kit on device cuda:0") && text.contains("GPU memory in use"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_st_table11_inference_speed"))
+        .args(["--device", "cuda", "--reps", "1", "--no-proxy", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("cuda:0, wall-clock time after a device synchronisation"), "{text}");
 }
 
 /// `gpu_check` refuses the CPU, an unknown flag and (on a machine without a GPU) says there is no

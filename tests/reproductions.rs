@@ -82,6 +82,7 @@ fn measured_markdown_reads_back_to_the_same_page() {
                     throughput: (kind == measure::Measure::Inference).then_some(3.3 / (i + 1) as f64),
                     peak_mb: 1000.0 + 333.3 * i as f64,
                     reps: 2,
+                    device: Default::default(),
                 })
             })
             .collect();

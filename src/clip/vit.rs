@@ -370,6 +370,9 @@ pub fn clip_block<const C: usize, E: Real, D: KitDevice<E>>(
 /// Cuts every frame into p×p patches: (B, 3, T, H, W) → (B·T, (H/p)·(W/p), 3·p·p), frames
 /// batch-major, patches row-major, each patch flattened as (channel, y, x) like the Conv2d weight.
 pub fn patchify<E: Real, D: KitDevice<E>>(video: &Video<E, D>, p: usize) -> Tensor<(usize, usize, usize), E, D> {
+    if let Some(y) = D::k_patchify(video, p) {
+        return y;
+    }
     let (b, _, t, h, w) = *video.shape();
     let (gh, gw) = (h / p, w / p);
     let v = host(video);

@@ -175,6 +175,11 @@ where
     );
     let frames = temporal_embedding.map_or(1, |t| t.value.shape().0);
     assert_eq!(n % frames, 0, "temporal_embedding for {frames} frames on {n} frame rows");
+    let patches =
+        match D::k_embed_tokens(patches, class_embedding, positional_embedding, temporal_embedding, temporal_on_cls) {
+            Ok(y) => return y,
+            Err(patches) => patches,
+        };
     let dev = patches.device().clone();
     let (patches, mut tape) = patches.split_tape();
 
@@ -379,6 +384,10 @@ pub fn set_prompts<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(
     let c = xd.size();
     let np = prompts.value.shape().0;
     assert!(l > old, "set_prompts: {old} prompts in {l} tokens");
+    let x = match D::k_set_prompts(x, old, prompts) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
     let l2 = l - old + np;
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();

@@ -99,6 +99,10 @@ pub struct Args {
     /// Timed repetitions per model for the measured cost tables (after one warm-up): 1 to 100.
     #[arg(long, default_value_t = 3, value_parser = crate::input::count(1..=100))]
     pub reps: usize,
+    /// Where the measured cost columns run (cost tables only): `cpu`, `cuda` or `cuda:N` (a build
+    /// with `--features cuda` and a GPU), measured as `bench --device` does.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::DeviceArg::parse)]
+    pub device: crate::device::DeviceArg,
     /// Skip the embedded CPU benchmark (the "proxy" columns and the claims under the table).
     #[arg(long)]
     pub no_proxy: bool,

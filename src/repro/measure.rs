@@ -4,17 +4,21 @@
 //!
 //! Absolute CPU seconds say nothing about the papers' GPUs; ratios between rows measured side by
 //! side are what can be compared. Medians over repetitions; the machine is shared and noisy.
+//!
+//! Each row is built, timed and its memory read by the bench's [`Meter`] (`--device cpu|cuda|cuda:N`):
+//! the same measurement code as `bench`, on the CPU or a GPU.
 
 use std::process::Command;
-use std::time::Instant;
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Column, Kind, Report, Spec, Value};
 use super::published::Cell;
+use crate::bench::Meter;
 use crate::clip::vit::Video;
 use crate::context::Ctx;
+use crate::device::DeviceArg;
 use crate::init::Init;
 use crate::optim::{AdamW, AdamWCfg};
 
@@ -35,25 +39,17 @@ pub struct Measured {
     pub seconds: f64,
     /// Videos per second at batch 4 (inference only).
     pub throughput: Option<f64>,
-    /// Peak resident memory of the process, MB.
+    /// Peak memory, MB: resident memory of the process (CPU), or the device memory in use, largest
+    /// sample (CUDA; see [`Meter`]).
     pub peak_mb: f64,
     pub reps: usize,
+    /// Where it ran (`cpu`, `cuda:N`).
+    #[serde(default)]
+    pub device: DeviceArg,
 }
 
 const ENV: &str = "VIDEO_ADAPTERS_MEASURE";
 const INFER_BATCH: usize = 4;
-
-fn peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 // ANCHOR: training_state
 /// The memory a training step keeps whatever the batch, counted from the model: 4 bytes (f32) per
@@ -77,14 +73,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn child_entry() -> bool {
     let Ok(spec) = std::env::var(ENV) else { return false };
     let result = (|| -> anyhow::Result<Measured> {
-        let (kind, binary, row, reps) = {
+        let (kind, binary, row, reps, device) = {
             let p: Vec<&str> = spec.split('|').collect();
-            anyhow::ensure!(p.len() == 4, "bad {ENV}={spec}");
+            anyhow::ensure!(p.len() == 5, "bad {ENV}={spec}");
             (
                 serde_json::from_str::<Measure>(&format!("\"{}\"", p[0]))?,
                 p[1].to_string(),
                 p[2].to_string(),
                 p[3].parse::<usize>()?,
+                DeviceArg::parse(p[4]).map_err(|e| anyhow::anyhow!("--device: {e}"))?,
             )
         };
         let runner = super::all()
@@ -97,7 +94,7 @@ pub fn child_entry() -> bool {
         let table = super::published::load(spec.paper, spec.file)?;
         let r = table.row(&row).ok_or_else(|| anyhow::anyhow!("no row {row}"))?;
         let ours = (spec.ours)(r).ok_or_else(|| anyhow::anyhow!("row {row} is a reference row"))?;
-        measure_one(kind, &ours.model, reps)
+        measure_one(kind, &ours.model, reps, device)
     })();
     match result {
         Ok(m) => println!("VA_RESULT {}", serde_json::to_string(&m).unwrap()),
@@ -115,55 +112,59 @@ fn video(batch: usize, frames: usize, res: usize) -> Video<f32, Cpu> {
     Cpu::default().tensor_from_vec(v, (batch, Const::<3>, frames, res, res))
 }
 
-fn measure_one(kind: Measure, cfg: &crate::registry::ModelCfg, reps: usize) -> anyhow::Result<Measured> {
-    let dev = Cpu::default();
-    let mut model = cfg.build(&dev, &mut Init::seeded(1))?;
+/// One row's model on `device`, built, timed and its memory read by [`Meter`] (as `bench` does).
+fn measure_one(
+    kind: Measure,
+    cfg: &crate::registry::ModelCfg,
+    reps: usize,
+    device: DeviceArg,
+) -> anyhow::Result<Measured> {
+    let mut meter = Meter::open(device)?;
+    let mut model = meter.build(cfg, &mut Init::seeded(1))?;
     let frames = cfg.breakdown().frames;
     let res = cfg.clip().input_resolution;
+    let reps = reps.max(1);
     match kind {
         Measure::Training => {
             let v = video(1, frames, res);
             let mut opt = AdamW::new(AdamWCfg::default());
             let mut times = Vec::new();
-            for i in 0..reps.max(1) + 1 {
-                let t = Instant::now();
-                model.train_step(&v, &[0], &mut opt, &mut Ctx::train(i as u64));
+            for i in 0..reps + 1 {
+                let t = meter.time(|| {
+                    model.train_step(&v, &[0], &mut opt, &mut Ctx::train(i as u64));
+                })?;
                 if i > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                    times.push(t);
                 }
             }
-            Ok(Measured { seconds: median(times), throughput: None, peak_mb: peak_mb(), reps })
+            Ok(Measured { seconds: median(times), throughput: None, peak_mb: meter.peak_mb(), reps, device })
         }
         Measure::Inference => {
             let one = video(1, frames, res);
             let batch = video(INFER_BATCH, frames, res);
-            model.logits(&one, &mut Ctx::eval()); // warm-up
-            let lat = median(
-                (0..reps)
-                    .map(|_| {
-                        let t = Instant::now();
-                        model.logits(&one, &mut Ctx::eval());
-                        t.elapsed().as_secs_f64()
-                    })
-                    .collect(),
-            );
-            let thr = median(
-                (0..reps.max(1))
-                    .map(|_| {
-                        let t = Instant::now();
-                        model.logits(&batch, &mut Ctx::eval());
-                        INFER_BATCH as f64 / t.elapsed().as_secs_f64()
-                    })
-                    .collect(),
-            );
-            Ok(Measured { seconds: lat, throughput: Some(thr), peak_mb: peak_mb(), reps })
+            meter.time(|| drop(model.logits(&one, &mut Ctx::eval())))?; // warm-up
+            let mut lat = Vec::new();
+            for _ in 0..reps {
+                lat.push(meter.time(|| drop(model.logits(&one, &mut Ctx::eval())))?);
+            }
+            let mut thr = Vec::new();
+            for _ in 0..reps {
+                thr.push(INFER_BATCH as f64 / meter.time(|| drop(model.logits(&batch, &mut Ctx::eval())))?);
+            }
+            Ok(Measured { seconds: median(lat), throughput: Some(median(thr)), peak_mb: meter.peak_mb(), reps, device })
         }
     }
 }
 
 /// Measures every computed row of the table in child processes and appends the measured columns
 /// and the published ratios (relative to the table's reference row).
-pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usize) -> anyhow::Result<()> {
+pub fn add_measurements(
+    kind: Measure,
+    spec: &Spec,
+    rep: &mut Report,
+    reps: usize,
+    device: DeviceArg,
+) -> anyhow::Result<()> {
     let table = super::published::load(spec.paper, spec.file)?;
     let exe = std::env::current_exe()?;
     // rounds: every row once per round, so that a noisy minute hits all rows alike
@@ -175,7 +176,15 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
             }
             eprintln!("round {}/{}: {} ({kind:?})…", round + 1, reps.max(1), row.label);
             let out = Command::new(&exe)
-                .env(ENV, format!("{}|{}|{}|1", serde_json::to_string(&kind)?.trim_matches('"'), spec.binary, row.id))
+                .env(
+                    ENV,
+                    format!(
+                        "{}|{}|{}|1|{device}",
+                        serde_json::to_string(&kind)?.trim_matches('"'),
+                        spec.binary,
+                        row.id
+                    ),
+                )
                 .output()?;
             if !out.status.success() {
                 anyhow::bail!("measuring row {}: {}", row.id, String::from_utf8_lossy(&out.stderr));
@@ -195,6 +204,7 @@ pub fn add_measurements(kind: Measure, spec: &Spec, rep: &mut Report, reps: usiz
                 throughput: v[0].throughput.map(|_| median(v.iter().filter_map(|m| m.throughput).collect())),
                 peak_mb: v.iter().map(|m| m.peak_mb).fold(0.0, f64::max),
                 reps: v.len(),
+                device,
             })
         })
         .collect();
@@ -211,6 +221,7 @@ pub fn apply_measurements(
     reps: usize,
 ) -> anyhow::Result<()> {
     let table = super::published::load(spec.paper, spec.file)?;
+    let device = measured.iter().flatten().next().map_or(DeviceArg::Cpu, |m| m.device);
     // the reference row for ratios: the last computed row (the papers' method row in every cost table)
     let Some(ref_i) = measured.iter().rposition(|m| m.is_some()) else { return Ok(()) };
     let reference = measured[ref_i].clone().unwrap();
@@ -283,12 +294,19 @@ pub fn apply_measurements(
     rep.notes.push((
         "measured".into(),
         format!(
-            "Measured here, in this run, each model in its own process: {} (median over {reps} rounds, every row once per round, each after a warm-up step; CPU, {} threads), peak resident memory of that process. Ratios are to the row `{label}`; published ratios are computed from the printed figures. Absolute numbers are this machine's, not the paper's GPUs'.",
+            "Measured here, in this run, each model in its own process: {} (median over {reps} rounds, every row once per round, each after a warm-up step; {}), {}. Ratios are to the row `{label}`; published ratios are computed from the printed figures. Absolute numbers are this machine's, not the paper's GPUs'.",
             match kind {
                 Measure::Training => "one training step (forward, backward, AdamW) on one 8-frame 224×224 clip",
                 Measure::Inference => "latency of one clip at batch 1 and throughput at batch 4 (the paper: 32)",
             },
-            rayon::current_num_threads()
+            match device {
+                DeviceArg::Cpu => format!("CPU, {} threads", rayon::current_num_threads()),
+                d => format!("{d}, wall-clock time after a device synchronisation"),
+            },
+            match device {
+                DeviceArg::Cpu => "peak resident memory of that process".to_string(),
+                d => Meter::peak_what(d),
+            }
         ),
     ));
     if kind == Measure::Training {
@@ -303,6 +321,32 @@ pub fn apply_measurements(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: `--device cuda` where nothing would be measured is refused (a flag that would be
+    /// ignored): a table without measured columns, or with `--counts-only` / `--no-measure`; `cpu`
+    /// (the default) passes everywhere.
+    #[test]
+    fn device_is_refused_where_nothing_is_measured() {
+        use crate::repro::{check_device, Args};
+        let cpu = Args::default();
+        check_device(&cpu, false).unwrap();
+        check_device(&cpu, true).unwrap();
+        let gpu = Args { device: DeviceArg::Cuda(0), ..Default::default() };
+        check_device(&gpu, true).unwrap();
+        let e = check_device(&gpu, false).unwrap_err().to_string();
+        assert!(e.contains("--device") && e.contains("no measured columns"), "{e}");
+        for a in [Args { counts_only: true, ..gpu.clone() }, Args { no_measure: true, ..gpu.clone() }] {
+            let e = check_device(&a, true).unwrap_err().to_string();
+            assert!(e.contains("nothing is measured"), "{e}");
+        }
+    }
+
+    /// A measurement saved without its device (before `--device`) reads as the CPU's.
+    #[test]
+    fn a_measurement_without_a_device_was_on_the_cpu() {
+        let m: Measured = serde_json::from_str(r#"{"seconds":1.0,"throughput":null,"peak_mb":2.0,"reps":1}"#).unwrap();
+        assert_eq!(m.device, DeviceArg::Cpu);
+    }
 
     /// The doc example of [`training_state_mib`], and ViT-B/16 fully fine-tuned with a 400-class
     /// head: 85,799,424 encoder weights (CLIP's `proj` unused) + 768·400 + 400 = 86,107,024, all

@@ -132,8 +132,9 @@ fn main_named(name: &str, runner: Runner) {
             crate::io::write_atomic(&path, counts.book_page().as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
+        check_device(&args, measure.is_some())?;
         if let (false, Some(m), Runner::Spec(spec, _)) = (args.counts_only || args.no_measure, measure, runner) {
-            measure::add_measurements(m, &spec(), &mut rep, args.reps)?;
+            measure::add_measurements(m, &spec(), &mut rep, args.reps, args.device)?;
         }
         if !args.counts_only && !args.no_proxy {
             proxy::add(&mut rep, &args)?;
@@ -147,6 +148,19 @@ fn main_named(name: &str, runner: Runner) {
             std::process::exit(1);
         }
     }
+}
+
+/// `--device` other than `cpu` where nothing is measured (a table without measured columns, or
+/// `--counts-only` / `--no-measure`) is refused: a flag that would be ignored.
+pub fn check_device(args: &Args, measured_table: bool) -> anyhow::Result<()> {
+    if args.device != crate::device::DeviceArg::Cpu {
+        anyhow::ensure!(measured_table, "--device: this table has no measured columns (only the cost tables do)");
+        anyhow::ensure!(
+            !(args.counts_only || args.no_measure),
+            "--device with --counts-only or --no-measure: nothing is measured"
+        );
+    }
+    Ok(())
 }
 
 /// `book/src` under the working directory, which must be the root of a checkout (it has

@@ -10,17 +10,18 @@
 //! host transfer, but not free either — the cost a future dfdx with public buffers would remove.
 //! `tests/dfdx_upstream.rs` pins the behaviour [`read`] relies on (on the CPU).
 //!
-//! Ops still on the host round trip (`KitDevice::update` / `take`): `patchify`, `embed_tokens` and
-//! `set_prompts` (their kernels are in `tokens.cu`, compiled and checked by the tests, not wired yet).
-//! Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
+//! Every op of the models (each `KitDevice::k_*` hook, patchify, token embedding and prompts included)
+//! runs here, forward and backward, without a host round trip; the optimizer (`crate::optim`) still
+//! updates the trainable parameters through host memory. Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{CudaDevice, CudaFunction, CudaSlice, DevicePtr, DeviceSlice, LaunchAsync, LaunchConfig};
 use dfdx::prelude::*;
 use dfdx::tensor::{Cuda, CudaError};
 
+use super::plan::{ColMajor, Operand, SeqPlan};
 use crate::device::{buffer_of, tensor_filled};
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::tokens::TokenOp;
@@ -437,9 +438,58 @@ pub fn linear<S: Rows<Feat = I>, I: Dim, O: Dim, T: Tape<f32, Cuda>>(
     y.put_tape(tape)
 }
 
-/// [`crate::ops::self_attention`]: scores, a softmax kernel that also keeps each row's log-sum-exp,
-/// and the probability-weighted values; the backward rebuilds the probabilities from the saved
-/// log-sum-exps, as the CPU op.
+/// Row-major `C_b (m×n) = alpha·op(A_b)·op(B_b) + beta·C_b` for `batch` members on cuBLAS's
+/// strided-batched GEMM, computed column-major ([`ColMajor::of_row_major`]). `c` is (buffer, offset,
+/// leading dimension, batch stride). The operands are read in place through their leading
+/// dimensions and offsets: a head's q, k or v is a strided block of the packed qkv buffer, no copy.
+/// `plan.rs` runs the same calls through cuBLAS's definition on the host (its test).
+#[allow(clippy::too_many_arguments)]
+fn gemm_batched(
+    d: &Arc<CudaDevice>,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: (&CudaSlice<f32>, Operand),
+    b: (&CudaSlice<f32>, Operand),
+    beta: f32,
+    c: (&mut CudaSlice<f32>, usize, usize, usize),
+    batch: usize,
+) {
+    let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+    let (cbuf, coff, ldc, cstride) = c;
+    let cm = ColMajor::of_row_major(m, n, k, a.1, b.1, (ldc, cstride), batch);
+    let cfg = StridedBatchedConfig {
+        gemm: GemmConfig {
+            transa: op(cm.transa),
+            transb: op(cm.transb),
+            m: cm.m as i32,
+            n: cm.n as i32,
+            k: cm.k as i32,
+            alpha,
+            lda: cm.lda as i32,
+            ldb: cm.ldb as i32,
+            beta,
+            ldc: cm.ldc as i32,
+        },
+        batch_size: cm.batch as i32,
+        stride_a: cm.stride_a as i64,
+        stride_b: cm.stride_b as i64,
+        stride_c: cm.stride_c as i64,
+    };
+    // cuBLAS's A is the row-major B, its B the row-major A
+    let (first, second) = (b.0.slice(b.1.off..), a.0.slice(a.1.off..));
+    let mut cv = cbuf.slice_mut(coff..);
+    // SAFETY: the plan keeps every batch member's blocks inside the buffers (`plan.rs`, whose test
+    // runs the same calls on the host); the C blocks of different members do not overlap.
+    ok(unsafe { blas(d).gemm_strided_batched(cfg, &first, &second, &mut cv) }, "cuBLAS strided-batched sgemm");
+}
+
+/// [`crate::ops::self_attention`]: per head, the scores `scale·QKᵀ` and the output `P·V` as
+/// strided-batched cuBLAS GEMMs reading q, k and v in place in the packed buffer ([`SeqPlan`]), and
+/// a softmax kernel (a warp per row) that also keeps each row's log-sum-exp; the backward rebuilds
+/// the probabilities from the saved log-sum-exps, as the CPU op, and runs `dP = dO·Vᵀ`, `dV = Pᵀ·dO`,
+/// `dQ = dS·K`, `dK = dSᵀ·Q` as GEMMs accumulating into the packed gradient.
 pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     qkv: Tensor<(usize, usize, usize), f32, Cuda, T>,
     heads: usize,
@@ -450,29 +500,26 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
     let c = width.size();
     assert_eq!(c3, 3 * c, "attention: packed width {c3} is not 3 × {c}");
     assert!(heads > 0 && c.is_multiple_of(heads), "attention: {heads} heads do not divide width {c}");
-    let (temporal, frames, seqs, len) = match axis {
-        SeqAxis::Tokens => (0i32, 1usize, n, l),
-        SeqAxis::Frames { frames } => {
-            assert!(
-                frames > 0 && n.is_multiple_of(frames),
-                "temporal attention: {n} frame rows is not a multiple of T = {frames}"
-            );
-            (1, frames, n / frames * l, frames)
-        }
-    };
-    let scale = 1.0 / ((c / heads) as f32).sqrt();
-    let tasks = seqs * heads;
-    let dh = c / heads;
+    let plan = SeqPlan::new(n, l, axis);
+    let (len, dh, batch) = (plan.len, c / heads, plan.batch);
+    assert_eq!(plan.seqs() * len, n * l, "attention: the sequences cover every token");
+    let scale = 1.0 / (dh as f32).sqrt();
+    let rows = heads * plan.seqs() * len; // score rows
+    let pc = (len, len * len); // (leading dimension, batch stride) of the probability blocks
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let qb = read(&qkv);
     let d = device_of(&qb);
-    let mut p = zeros(&d, tasks * len * len);
-    let mut lse = zeros(&d, tasks * len);
+    let mut p = zeros(&d, rows * len);
+    let mut lse = zeros(&d, rows);
     let mut out = zeros(&d, n * l * c);
-    launch!(&d, "attn_scores", tasks * len * len, (tasks, len, c, heads, temporal, l, frames, scale, &qb, &mut p));
-    launch!(&d, "attn_softmax", tasks * len, (tasks * len, len, &mut p, &mut lse));
-    launch!(&d, "attn_pv", tasks * len * dh, (tasks, len, c, heads, temporal, l, frames, &p, &qb, &mut out));
+    scores(&d, &plan, heads, c, scale, &qb, &mut p);
+    launch!(&d, "attn_softmax", rows * 32, (rows, len, &mut p, &mut lse));
+    for (g, h, poff) in plan.blocks(heads) {
+        let (o, v) = (plan.tokens(c, g, h * dh, false), plan.tokens(c3, g, 2 * c + h * dh, false));
+        let probs = (&p, plan.probs(poff, false));
+        gemm_batched(&d, len, dh, len, 1.0, probs, (&qb, v), 0.0, (&mut out, o.off, o.ld, o.stride), batch);
+    }
     drop(p);
     let out = wrap(&dev, out, (n, l, width));
     if T::OWNS_TAPE {
@@ -480,28 +527,49 @@ pub fn self_attention<X: Dim, T: Tape<f32, Cuda>>(
         let (qg, og) = (qkv.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let go = take(grads.get_or_alloc_mut(&og)?)?;
-            let mut p = zeros(&d, tasks * len * len);
-            let mut ds = zeros(&d, tasks * len * len);
-            launch!(
-                &d,
-                "attn_scores",
-                tasks * len * len,
-                (tasks, len, c, heads, temporal, l, frames, scale, &qb, &mut p)
-            );
-            launch!(&d, "attn_probs_from_lse", tasks * len * len, (tasks, len, &lse, &mut p));
-            launch!(&d, "attn_dp", tasks * len * len, (tasks, len, c, heads, temporal, l, frames, &qb, &go, &mut ds));
-            launch!(&d, "attn_softmax_bwd", tasks * len, (tasks * len, len, scale, &p, &mut ds));
+            let mut p = zeros(&d, rows * len);
+            let mut ds = zeros(&d, rows * len);
+            scores(&d, &plan, heads, c, scale, &qb, &mut p);
+            launch!(&d, "attn_probs_from_lse", rows * len, (rows, len, &lse, &mut p));
+            for (g, h, poff) in plan.blocks(heads) {
+                // dP = dO·Vᵀ
+                let (dout, v) = (plan.tokens(c, g, h * dh, false), plan.tokens(c3, g, 2 * c + h * dh, true));
+                gemm_batched(&d, len, len, dh, 1.0, (&go, dout), (&qb, v), 0.0, (&mut ds, poff, pc.0, pc.1), batch);
+            }
+            launch!(&d, "attn_softmax_bwd", rows * 32, (rows, len, scale, &p, &mut ds));
             let gq: &mut CudaSlice<f32> = grads.get_or_alloc_mut(&qg)?;
-            launch!(
-                &d,
-                "attn_dqkv",
-                tasks * len * dh,
-                (tasks, len, c, heads, temporal, l, frames, &qb, &go, &p, &ds, gq)
-            );
+            for (g, h, poff) in plan.blocks(heads) {
+                let at = |col: usize| plan.tokens(c3, g, col + h * dh, false);
+                let (dq, dk, dv) = (at(0), at(c), at(2 * c));
+                let dout = plan.tokens(c, g, h * dh, false);
+                // dQ += dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO
+                let (s, st, pt) =
+                    ((&ds, plan.probs(poff, false)), (&ds, plan.probs(poff, true)), (&p, plan.probs(poff, true)));
+                gemm_batched(&d, len, dh, len, 1.0, s, (&qb, at(c)), 1.0, (&mut *gq, dq.off, dq.ld, dq.stride), batch);
+                gemm_batched(&d, len, dh, len, 1.0, st, (&qb, at(0)), 1.0, (&mut *gq, dk.off, dk.ld, dk.stride), batch);
+                gemm_batched(&d, len, dh, len, 1.0, pt, (&go, dout), 1.0, (&mut *gq, dv.off, dv.ld, dv.stride), batch);
+            }
             Ok(())
         });
     }
     out.put_tape(tape)
+}
+
+/// The scaled scores `scale·QKᵀ` of every (head, sequence) into `p` (heads, seqs, len, len).
+fn scores(
+    d: &Arc<CudaDevice>,
+    plan: &SeqPlan,
+    heads: usize,
+    c: usize,
+    scale: f32,
+    qb: &CudaSlice<f32>,
+    p: &mut CudaSlice<f32>,
+) {
+    let (len, dh) = (plan.len, c / heads);
+    for (g, h, poff) in plan.blocks(heads) {
+        let (q, k) = (plan.tokens(3 * c, g, h * dh, false), plan.tokens(3 * c, g, c + h * dh, true));
+        gemm_batched(d, len, len, dh, scale, (qb, q), (qb, k), 0.0, (&mut *p, poff, len, len * len), plan.batch);
+    }
 }
 
 /// [`crate::ops::cross_entropy`]: per-sample losses and gradients in one kernel, their mean in a
@@ -670,6 +738,112 @@ pub fn fuse<S: Shape, TB: Tape<f32, Cuda>, T: Tape<f32, Cuda> + Merge<TB>>(
                     let out = base + (i * std::mem::size_of::<f32>()) as u64;
                     launch!(&d, "dot_rows", BLOCK as usize, (n, tv, &gy, out));
                 }
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// [`crate::clip::vit::patchify`]: a video (B, 3, T, H, W) → patches (B·T, (H/p)·(W/p), 3·p·p), untraced.
+pub fn patchify(
+    video: &Tensor<(usize, Const<3>, usize, usize, usize), f32, Cuda>,
+    p: usize,
+) -> Tensor<(usize, usize, usize), f32, Cuda> {
+    let (b, _, t, h, w) = *video.shape();
+    let (gh, gw) = (h / p, w / p);
+    let n = b * t * gh * gw * 3 * p * p;
+    let vb = read(video);
+    let d = device_of(&vb);
+    let mut y = zeros(&d, n);
+    launch!(&d, "patchify", n, (b, t, h, w, p, &vb, &mut y));
+    wrap(video.device(), y, (b * t, gh * gw, 3 * p * p))
+}
+
+/// [`crate::ops::embed_tokens`]: `[class_embedding; patches] + positional_embedding` (+ the temporal
+/// embedding of each frame, on the patch tokens or on all); gradients to the patches and to each
+/// trainable embedding.
+pub fn embed_tokens<X: Dim, T: Tape<f32, Cuda>>(
+    patches: Tensor<(usize, usize, X), f32, Cuda, T>,
+    class_embedding: &Param<(X,), f32, Cuda>,
+    positional_embedding: &Param<(usize, X), f32, Cuda>,
+    temporal_embedding: Option<&Param<(usize, X), f32, Cuda>>,
+    temporal_on_cls: bool,
+) -> Tensor<(usize, usize, X), f32, Cuda, T> {
+    let (n, np, xd) = *patches.shape();
+    let (c, l) = (xd.size(), np + 1);
+    assert_eq!(positional_embedding.value.shape().0, l, "positional_embedding rows for {l} tokens");
+    let frames = temporal_embedding.map_or(1, |t| t.value.shape().0);
+    assert_eq!(n % frames, 0, "temporal_embedding for {frames} frames on {n} frame rows");
+    let on_cls = temporal_on_cls as i32;
+    let dev = patches.device().clone();
+    let (patches, mut tape) = patches.split_tape();
+    let (pb, cb, posb) = (read(&patches), read(&class_embedding.value), read(&positional_embedding.value));
+    let tb = temporal_embedding.map(|t| read(&t.value));
+    let d = device_of(&pb);
+    let mut y = zeros(&d, n * l * c);
+    launch!(&d, "embed_tokens", n * l * c, (n, l, c, frames, on_cls, &pb, &cb, &posb, ptr(tb.as_ref()), &mut y));
+    drop((pb, cb, posb, tb));
+    let y = wrap(&dev, y, (n, l, xd));
+    if T::OWNS_TAPE {
+        let (pg, yg) = (patches.ghost(), y.ghost());
+        let (cls_k, pos_k) = (class_embedding.grad_key(), positional_embedding.grad_key());
+        let tem_k = temporal_embedding.and_then(|t| t.grad_key());
+        tape.add_backward_op(move |grads| {
+            let gy = take(grads.get_or_alloc_mut(&yg)?)?;
+            let m = n * np * c;
+            let mut gp = zeros(&d, m);
+            launch!(&d, "patch_select", m, (n, l, c, &gy, &mut gp));
+            launch!(&d, "axpy", m, (m, 1.0f32, &gp, &mut **grads.get_or_alloc_mut(&pg)?));
+            let gcls = match &cls_k {
+                Some(t) => ptr(Some(&**grads.get_or_alloc_mut(t)?)),
+                None => 0,
+            };
+            let gpos = match &pos_k {
+                Some(t) => ptr(Some(&**grads.get_or_alloc_mut(t)?)),
+                None => 0,
+            };
+            if gcls != 0 || gpos != 0 {
+                launch!(&d, "embed_tokens_bwd_pos", l * c, (n, l, c, &gy, gcls, gpos));
+            }
+            if let Some(t) = &tem_k {
+                let gt: &mut CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+                launch!(&d, "embed_tokens_bwd_tem", frames * c, (n, l, c, frames, on_cls, &gy, gt));
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// [`crate::ops::set_prompts`]: `[cls, old prompts, patches]` → `[cls, prompts, patches]`; gradients to
+/// CLS and the patches, and to the prompts (summed over frames) when they train.
+pub fn set_prompts<X: Dim, T: Tape<f32, Cuda>>(
+    x: Tensor<(usize, usize, X), f32, Cuda, T>,
+    old: usize,
+    prompts: &Param<(usize, X), f32, Cuda>,
+) -> Tensor<(usize, usize, X), f32, Cuda, T> {
+    let (n, l, xd) = *x.shape();
+    let c = xd.size();
+    let np = prompts.value.shape().0;
+    assert!(l > old, "set_prompts: {old} prompts in {l} tokens");
+    let l2 = l - old + np;
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let (xb, pb) = (read(&x), read(&prompts.value));
+    let d = device_of(&xb);
+    let mut y = zeros(&d, n * l2 * c);
+    launch!(&d, "set_prompts", n * l2 * c, (n, l, c, old, np, &xb, &pb, &mut y));
+    drop((xb, pb));
+    let y = wrap(&dev, y, (n, l2, xd));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        let pk = prompts.grad_key();
+        tape.add_backward_op(move |grads| {
+            let gy = take(grads.get_or_alloc_mut(&yg)?)?;
+            launch!(&d, "set_prompts_bwd_x", n * l * c, (n, l, c, old, np, &gy, &mut **grads.get_or_alloc_mut(&xg)?));
+            if let Some(t) = &pk {
+                launch!(&d, "set_prompts_bwd_p", np * c, (n, l, c, old, np, &gy, &mut **grads.get_or_alloc_mut(t)?));
             }
             Ok(())
         });
