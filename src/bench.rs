@@ -1088,9 +1088,35 @@ impl Report {
                     peak.zip(fwd).map_or("—".into(), |(p, f)| format!("{:.0}%", 100.0 * f / p))
                 );
             }
+            let _ = write!(s, "{}", self.gemm_floor(flops));
         }
         let _ = writeln!(s, "\nSmall preset: {}.", o.small.describe());
         s
+    }
+
+    /// What bounds the block's forward against PyTorch's: its GEMMs alone at the kit's measured GEMM
+    /// peak take `flops / peak`; as a fraction of PyTorch's forward that is the lowest ratio any
+    /// kit forward can reach with this GEMM library on this machine (every other cost removed).
+    /// Empty without a kit GEMM peak or a PyTorch forward.
+    fn gemm_floor(&self, flops: f64) -> String {
+        let peak = self.kit.medians.get(if self.opts.cpu { "gemm/gflops_cpu" } else { "gemm/gflops" });
+        let torch = self.torch.as_ref().and_then(|t| self.time(t, "block/forward"));
+        let (Some(peak), Some(torch)) = (peak, torch) else { return String::new() };
+        let floor = flops / (peak * 1e9);
+        let ratio = floor / torch;
+        let verdict = if ratio > 0.8 {
+            "so the target ≤ 0.8 is out of reach for the kit's GEMM library on this machine, even with every non-GEMM cost removed".to_string()
+        } else {
+            format!(
+                "so the target ≤ 0.8 needs the whole forward at {:.0}% or more of the kit's GEMM peak",
+                100.0 * floor / (0.8 * torch)
+            )
+        };
+        format!(
+            "\nWhat bounds the block's forward: its GEMMs alone, at the kit's GEMM peak, take {:.0} ms, {ratio:.2} of PyTorch's whole forward ({:.0} ms), {verdict}.\n",
+            1e3 * floor,
+            1e3 * torch
+        )
     }
 
     /// Reads a saved report.
@@ -1212,6 +1238,47 @@ mod tests {
         assert!(t > 0.0);
         assert_eq!(got.unwrap().as_vec(), reference.logits(&v, &mut Ctx::eval()).as_vec());
         assert!(meter.peak_mb() > 0.0 && meter.now_mb().unwrap() > 0.0);
+    }
+
+    /// The bound under the GEMM table: 23.26 GFLOP at a 100 GFLOP/s peak take 233 ms; against a
+    /// PyTorch forward of 250 ms that is 0.93, above 0.8, so the target is out of reach; against
+    /// 400 ms it is 0.58, and ≤ 0.8 needs 233 / (0.8 · 400) = 73% of the peak. No PyTorch side: no line.
+    #[test]
+    fn the_gemm_peak_bounds_the_block_forward() {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            o: Opts,
+        }
+        use clap::Parser as _;
+        let flops = 2.0 * block_macs(8, 197, 768);
+        let mut kit = Side::default();
+        kit.medians.insert("gemm/gflops_cpu".into(), 100.0);
+        kit.medians.insert("gemm/gflops".into(), 50.0);
+        let mut r = Report {
+            date: "2026-12-02".into(),
+            machine: "m".into(),
+            load_before: "0".into(),
+            load_after: "0".into(),
+            opts: W::try_parse_from(["bench", "--cpu"]).unwrap().o,
+            kit,
+            torch: None,
+            compare: None,
+        };
+        assert_eq!(r.gemm_floor(flops), "");
+        let mut torch = Side::default();
+        torch.medians.insert("block/forward_cpu".into(), 0.250);
+        r.torch = Some(torch.clone());
+        let out = r.gemm_floor(flops);
+        assert!(
+            out.contains("take 233 ms, 0.93 of PyTorch's whole forward (250 ms)") && out.contains("out of reach"),
+            "{out}"
+        );
+        torch.medians.insert("block/forward_cpu".into(), 0.400);
+        r.torch = Some(torch);
+        let out = r.gemm_floor(flops);
+        assert!(out.contains("0.58 of PyTorch's") && out.contains("at 73% or more of the kit's GEMM peak"), "{out}");
+        assert!(r.markdown().contains(&out));
     }
 
     /// Day 0 is 1970-01-01; 2024-01-01 is day 19,723, so day 19,782 is 31 + 28 days later, the
