@@ -41,14 +41,64 @@ impl Act {
             }
         }
     }
+
+    /// `(f(x), f'(x))` sharing the sigmoid (QuickGELU) or the erf (GELU): the same expressions,
+    /// so the same bits, as [`Act::f`] and [`Act::df`].
+    #[inline(always)]
+    fn f_df<E: Real>(self, x: E) -> (E, E) {
+        match self {
+            Act::QuickGelu => {
+                let k = E::of(QUICK);
+                let s = sigmoid(k * x);
+                (x * s, s + k * x * s * (E::one() - s))
+            }
+            Act::Gelu => {
+                let e = (x * E::of(std::f64::consts::FRAC_1_SQRT_2)).erf();
+                let cdf = E::of(0.5) * (E::one() + e);
+                let pdf = (-(x * x) * E::of(0.5)).fast_exp() * E::of(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+                (E::of(0.5) * x * (E::one() + e), cdf + x * pdf)
+            }
+        }
+    }
 }
 
 multiversion! {
-    /// y[i] = f(x[i]).
-    pub(crate) fn act_forward<E: Real>(act: Act, x: &[E], y: &mut [E]) {
+    /// y[i] = f(x[i]) and x[i] ← f'(x[i]), in one pass (`y` need not be initialised).
+    pub(crate) fn act_and_slope<E: Real>(act: Act, x: &mut [E], y: &mut [std::mem::MaybeUninit<E>]) {
         match act {
-            Act::QuickGelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::QuickGelu.f(x)),
-            Act::Gelu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = Act::Gelu.f(x)),
+            Act::QuickGelu => y.iter_mut().zip(x.iter_mut()).for_each(|(y, x)| {
+                let (f, d) = Act::QuickGelu.f_df(*x);
+                y.write(f);
+                *x = d;
+            }),
+            Act::Gelu => y.iter_mut().zip(x.iter_mut()).for_each(|(y, x)| {
+                let (f, d) = Act::Gelu.f_df(*x);
+                y.write(f);
+                *x = d;
+            }),
+        }
+    }
+}
+
+multiversion! {
+    /// g[i] ← g[i] · d[i].
+    pub(crate) fn mul_assign<E: Real>(g: &mut [E], d: &[E]) {
+        for (g, d) in g.iter_mut().zip(d) {
+            *g *= *d;
+        }
+    }
+}
+
+multiversion! {
+    /// y[i] = f(x[i]) (`y` need not be initialised).
+    pub(crate) fn act_forward<E: Real>(act: Act, x: &[E], y: &mut [std::mem::MaybeUninit<E>]) {
+        match act {
+            Act::QuickGelu => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                y.write(Act::QuickGelu.f(x));
+            }),
+            Act::Gelu => y.iter_mut().zip(x).for_each(|(y, &x)| {
+                y.write(Act::Gelu.f(x));
+            }),
         }
     }
 }
@@ -85,6 +135,16 @@ multiversion! {
     }
 }
 
+/// `f(x)` elementwise into a new vector, multithreaded (not zero-filled first).
+pub(crate) fn act_new<E: Real>(act: Act, x: &[E]) -> Vec<E> {
+    // SAFETY: act_forward writes every element of each chunk.
+    unsafe {
+        super::written(x.len(), |y| {
+            y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| act_forward(act, x, y))
+        })
+    }
+}
+
 /// `y = f(x)` elementwise, multithreaded; the backward is `dx += gy · f'(x)` and keeps `x` when traced.
 pub fn activation<S, E, D, T>(x: Tensor<S, E, D, T>, act: Act) -> Tensor<S, E, D, T>
 where
@@ -101,8 +161,7 @@ where
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
     let xv = host(&x);
-    let mut y = vec![E::zero(); xv.len()];
-    y.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(y, x)| act_forward(act, x, y));
+    let y = act_new(act, &xv);
     let y = tensor(&dev, y, shape);
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Threads};
 use super::layer_norm::{ln_backward, ln_forward, ln_recompute, LayerNorm};
-use super::linear::{affine, column_sums, input_grad, weight_grad};
+use super::linear::{affine_new, affine_residual, column_sums, input_grad_new, weight_grad};
 use super::simd::{add_assign, add_assign_par, dot, max, multiversion, sum};
 use super::{Linear, SharedMut};
 use crate::device::{host, tensor, KitDevice, Real};
@@ -68,6 +68,8 @@ impl Layout {
 /// The attention of a packed (rows, 3·C) q;k;v buffer: per sequence and head, `softmax(q·kᵀ·scale)·v`
 /// into `out` (rows, C). With `lse`, also each score row's log-sum-exp (`max + ln Σ exp(s − max)`,
 /// of the scaled scores), which is all the backward pass needs to rebuild the probabilities.
+/// Every element of `out` and `lse` is written once (the (sequence, head) blocks tile them), so
+/// neither needs to be initialised.
 #[allow(clippy::too_many_arguments)]
 fn attention_forward<E: Real>(
     qkv: &[E],
@@ -75,11 +77,12 @@ fn attention_forward<E: Real>(
     heads: usize,
     lay: Layout,
     scale: E,
-    out: &mut [E],
-    lse: Option<&mut [E]>,
+    out: &mut [std::mem::MaybeUninit<E>],
+    lse: Option<&mut [std::mem::MaybeUninit<E>]>,
 ) {
+    assert!(out.len() >= lay.seqs * lay.len * c && lse.as_ref().is_none_or(|l| l.len() >= lay.seqs * heads * lay.len));
     let (dh, c3, len) = (c / heads, 3 * c, lay.len);
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    let out_ptr = SharedMut(out.as_mut_ptr() as *mut E);
     let lse_ptr = lse.map(|l| SharedMut(l.as_mut_ptr()));
     (0..lay.seqs * heads).into_par_iter().for_each_init(
         || vec![E::zero(); len * len],
@@ -108,7 +111,9 @@ fn attention_forward<E: Real>(
 /// The attention's backward: from the output gradient `go` (rows, C), adds the q, k and v
 /// gradients to `gqkv` (rows, 3·C), rebuilding each probability matrix from q, k and the saved
 /// log-sum-exps: `P = exp(q·kᵀ·scale − lse)`, `dV = Pᵀ·dO`, `dP = dO·Vᵀ`,
-/// `dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`, `dQ = dS·K`, `dK = dSᵀ·Q`.
+/// `dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`, `dQ = dS·K`, `dK = dSᵀ·Q`. With `overwrite` the
+/// gradients are written instead of added: each element of `gqkv` lies in one (sequence, head)
+/// block of q, k or v and is written once, so `gqkv` need not be initialised.
 #[allow(clippy::too_many_arguments)]
 fn attention_backward<E: Real>(
     qkv: &[E],
@@ -118,10 +123,12 @@ fn attention_backward<E: Real>(
     heads: usize,
     lay: Layout,
     scale: E,
-    gqkv: &mut [E],
+    gqkv: &mut [std::mem::MaybeUninit<E>],
+    overwrite: bool,
 ) {
+    assert!(gqkv.len() >= lay.seqs * lay.len * 3 * c);
     let (dh, c3, len) = (c / heads, 3 * c, lay.len);
-    let g_ptr = SharedMut(gqkv.as_mut_ptr());
+    let g_ptr = SharedMut(gqkv.as_mut_ptr() as *mut E);
     (0..lay.seqs * heads).into_par_iter().for_each_init(
         || (vec![E::zero(); len * len], vec![E::zero(); len * len]),
         |(p, dp), task| {
@@ -139,13 +146,37 @@ fn attention_backward<E: Real>(
                     |off: usize| MatMut::from_raw(g_ptr.ptr().add(base * c3 + off + h * dh), len, dh, stride * c3, 1);
                 (at(0), at(c), at(2 * c))
             };
-            matmul(dv, Mat::new(p, len, len).t(), d_o, true, Threads::One);
+            matmul(dv, Mat::new(p, len, len).t(), d_o, !overwrite, Threads::One);
             matmul(MatMut::new(dp, len, len), d_o, v.t(), false, Threads::One);
             softmax_backward_rows(p, dp, len, scale);
-            matmul(dq, Mat::new(dp, len, len), k, true, Threads::One);
-            matmul(dk, Mat::new(dp, len, len).t(), q, true, Threads::One);
+            matmul(dq, Mat::new(dp, len, len), k, !overwrite, Threads::One);
+            matmul(dk, Mat::new(dp, len, len).t(), q, !overwrite, Threads::One);
         },
     );
+}
+
+/// [`attention_forward`] into new vectors (not zero-filled first): the output (rows, C) and, when
+/// `with_lse`, the log-sum-exps (empty otherwise).
+fn attention_new<E: Real>(
+    qkv: &[E],
+    c: usize,
+    heads: usize,
+    lay: Layout,
+    scale: E,
+    with_lse: bool,
+) -> (Vec<E>, Vec<E>) {
+    let rows = lay.seqs * lay.len;
+    let n_lse = if with_lse { lay.seqs * heads * lay.len } else { 0 };
+    let mut lse = Vec::with_capacity(n_lse);
+    // SAFETY: attention_forward writes every element of `out`, and of `lse` when given (see there).
+    let out = unsafe {
+        super::written(rows * c, |o| {
+            attention_forward(qkv, c, heads, lay, scale, o, with_lse.then(|| &mut lse.spare_capacity_mut()[..n_lse]))
+        })
+    };
+    // SAFETY: as above (with_lse: all n_lse written; otherwise n_lse = 0).
+    unsafe { lse.set_len(n_lse) };
+    (out, lse)
 }
 
 /// The attention's geometry: width, heads, scale, where the sequences lie.
@@ -180,9 +211,7 @@ where
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let qv = host(&qkv);
-    let mut out = vec![E::zero(); n * l * c];
-    let mut lse = vec![E::zero(); if T::OWNS_TAPE { lay.seqs * heads * lay.len } else { 0 }];
-    attention_forward(&qv, c, heads, lay, scale, &mut out, T::OWNS_TAPE.then_some(&mut lse[..]));
+    let (out, lse) = attention_new(&qv, c, heads, lay, scale, T::OWNS_TAPE);
     let out = tensor(&dev, out, (n, l, width));
     if T::OWNS_TAPE {
         super::stats::count_traced_attention();
@@ -190,7 +219,7 @@ where
         tape.add_backward_op(move |grads| {
             let go = dev.take(grads.get_or_alloc_mut(&out_ghost)?);
             dev.update(grads.get_or_alloc_mut(&qkv_ghost)?, |gqkv| {
-                attention_backward(&qv, &lse, &go, c, heads, lay, scale, gqkv)
+                attention_backward(&qv, &lse, &go, c, heads, lay, scale, super::as_uninit(gqkv), false)
             })
         });
     }
@@ -215,7 +244,7 @@ multiversion! {
 
 multiversion! {
     /// [`softmax_rows`], also writing each row's log-sum-exp of the scaled scores to `lse`.
-    fn softmax_rows_lse<E: Real>(p: &mut [E], len: usize, scale: E, lse: &mut [E]) {
+    fn softmax_rows_lse<E: Real>(p: &mut [E], len: usize, scale: E, lse: &mut [std::mem::MaybeUninit<E>]) {
         for (row, l) in p.chunks_exact_mut(len).zip(lse.iter_mut()) {
             let m = max(row) * scale;
             for v in row.iter_mut() {
@@ -226,7 +255,7 @@ multiversion! {
             for v in row.iter_mut() {
                 *v *= inv;
             }
-            *l = m + z.ln();
+            l.write(m + z.ln());
         }
     }
 }
@@ -341,16 +370,17 @@ where
         (h, stats, gamma, beta)
     });
     let (w_in, b_in) = (mha.in_proj_weight.host(), mha.in_proj_bias.host());
-    let mut qkv = vec![E::zero(); rows * c3];
-    affine(&mut qkv, norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w_in, Some(&b_in), c, c3, false);
+    let qkv = affine_new(norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w_in, Some(&b_in), rows, c, c3);
     let norm = norm.map(|(_, stats, gamma, beta)| (stats, gamma, beta)); // the LayerNorm's output is rebuilt when needed
-    let mut o = vec![E::zero(); rows * c];
-    let mut lse = vec![E::zero(); if traced { lay.seqs * heads * lay.len } else { 0 }];
-    attention_forward(&qkv, c, heads, lay, scale, &mut o, traced.then_some(&mut lse[..]));
+    let (o, lse) = attention_new(&qkv, c, heads, lay, scale, traced);
     let out = &mha.out_proj;
     let (w_out, b_out) = (out.weight.host(), out.bias.as_ref().map(|b| b.host()));
-    let mut y = if residual { xv.clone() } else { vec![E::zero(); rows * c] };
-    affine(&mut y, &o, &w_out, b_out.as_deref().map(|b| &b[..]), c, c, residual);
+    let b_out = b_out.as_deref().map(|b| &b[..]);
+    let y = if residual {
+        affine_residual(&xv, &o, &w_out, b_out, c, c)
+    } else {
+        affine_new(&o, &w_out, b_out, rows, c, c)
+    };
     let y = tensor(&dev, y, (n, l, Const::<C>));
 
     if traced {
@@ -374,11 +404,12 @@ where
             if let (Some(g), Some(o)) = (&g_wout, &o_kept) {
                 dev.update(grads.get_or_alloc_mut(g)?, |gw| weight_grad(gw, &gy, o, c, c))?;
             }
-            let mut go = vec![E::zero(); rows * c];
-            input_grad(&mut go, &gy, &w_out, c, c, false);
-            // attention
-            let mut gqkv = vec![E::zero(); rows * c3];
-            attention_backward(&qkv, &lse, &go, c, heads, lay, scale, &mut gqkv);
+            let go = input_grad_new(&gy, &w_out, c, c);
+            // attention: every element of gqkv is written once (overwrite)
+            // SAFETY: attention_backward with overwrite writes every element (see there).
+            let gqkv = unsafe {
+                super::written(rows * c3, |g| attention_backward(&qkv, &lse, &go, c, heads, lay, scale, g, true))
+            };
             drop((go, qkv, lse));
             // in_proj
             if let Some(g) = &g_bin {
@@ -392,8 +423,7 @@ where
                 };
                 dev.update(grads.get_or_alloc_mut(g)?, |gw| weight_grad(gw, &gqkv, &h, c, c3))?;
             }
-            let mut gh = vec![E::zero(); rows * c];
-            input_grad(&mut gh, &gqkv, &w_in, c, c3, false);
+            let gh = input_grad_new(&gqkv, &w_in, c, c3);
             drop(gqkv);
             // the LayerNorm and the residual
             let mut params = None;

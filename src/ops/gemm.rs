@@ -74,6 +74,13 @@ impl<E> MatMut<E> {
         Self { ptr: unsafe { data.as_mut_ptr().add(off) }, rows, cols, rs, cs }
     }
 
+    /// A dense row-major `rows × cols` matrix over memory that need not be initialised: for a
+    /// product with `accumulate = false`, which writes every element without reading it.
+    pub fn uninit(data: &mut [std::mem::MaybeUninit<E>], rows: usize, cols: usize) -> Self {
+        assert!(rows * cols <= data.len(), "matrix view out of bounds");
+        Self { ptr: data.as_mut_ptr() as *mut E, rows, cols, rs: cols, cs: 1 }
+    }
+
     /// # Safety
     /// Every element `ptr + i·rs + j·cs` must be valid for writes and touched by no other thread
     /// while this view is used.
@@ -91,7 +98,9 @@ pub enum Threads {
     One,
 }
 
-/// `dst = a·b` (or `dst += a·b` when `accumulate`).
+/// `dst = a·b` (or `dst += a·b` when `accumulate`). Without `accumulate`, `dst` is only written
+/// (gemm is called with `read_dst = false`, and an empty inner dimension writes zeros), so it may be
+/// uninitialised memory ([`MatMut::uninit`]).
 pub fn matmul<E: Real>(dst: MatMut<E>, a: Mat<'_, E>, b: Mat<'_, E>, accumulate: bool, threads: Threads) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!((dst.rows, dst.cols), (a.rows, b.cols), "output shape differs");

@@ -42,29 +42,36 @@ multiversion! {
         gamma: &[E],
         beta: &[E],
         eps: E,
-        y: &mut [E],
-        stats: &mut [E],
+        y: &mut [std::mem::MaybeUninit<E>],
+        stats: &mut [std::mem::MaybeUninit<E>],
     ) {
         let inv_c = E::one() / E::of(c as f64);
         for ((xr, yr), st) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(stats.chunks_exact_mut(2)) {
             let mean = sum(xr) * inv_c;
             let rs = E::one() / (sum_sq_dev(xr, mean) * inv_c + eps).sqrt();
             for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
-                *y = (x - mean) * rs * g + b;
+                y.write((x - mean) * rs * g + b);
             }
-            st[0] = mean;
-            st[1] = rs;
+            st[0].write(mean);
+            st[1].write(rs);
         }
     }
 }
 
 multiversion! {
     /// `y = (x − mean)·rstd·γ + β` from known statistics (recomputing a LayerNorm's output).
-    pub(crate) fn ln_apply_rows<E: Real>(x: &[E], c: usize, gamma: &[E], beta: &[E], stats: &[E], y: &mut [E]) {
+    pub(crate) fn ln_apply_rows<E: Real>(
+        x: &[E],
+        c: usize,
+        gamma: &[E],
+        beta: &[E],
+        stats: &[E],
+        y: &mut [std::mem::MaybeUninit<E>],
+    ) {
         for ((xr, yr), st) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(stats.chunks_exact(2)) {
             let (mean, rs) = (st[0], st[1]);
             for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
-                *y = (x - mean) * rs * g + b;
+                y.write((x - mean) * rs * g + b);
             }
         }
     }
@@ -124,24 +131,34 @@ multiversion! {
 /// A LayerNorm's forward on host rows: the output and the per-row (mean, rstd).
 pub(crate) fn ln_forward<E: Real>(xv: &[E], c: usize, gamma: &[E], beta: &[E], eps: E) -> (Vec<E>, Vec<E>) {
     let rows = xv.len() / c;
-    let (mut y, mut stats) = (vec![E::zero(); xv.len()], vec![E::zero(); 2 * rows]);
+    let (mut y, mut stats) = (Vec::with_capacity(xv.len()), Vec::with_capacity(2 * rows));
     let n = rows_per_task(c);
-    y.par_chunks_mut(n * c)
-        .zip(stats.par_chunks_mut(2 * n))
+    y.spare_capacity_mut()[..xv.len()]
+        .par_chunks_mut(n * c)
+        .zip(stats.spare_capacity_mut()[..2 * rows].par_chunks_mut(2 * n))
         .zip(xv.par_chunks(n * c))
         .for_each(|((y, st), x)| ln_forward_rows(x, c, gamma, beta, eps, y, st));
+    // SAFETY: ln_forward_rows wrote every row of y (c values) and of stats (2 values), and the
+    // blocks cover all `rows` rows (xv.len() = rows·c).
+    unsafe {
+        y.set_len(xv.len());
+        stats.set_len(2 * rows);
+    }
     (y, stats)
 }
 
 /// The output of a LayerNorm from its input and statistics (for a weight gradient that needs it).
 pub(crate) fn ln_recompute<E: Real>(xv: &[E], c: usize, gamma: &[E], beta: &[E], stats: &[E]) -> Vec<E> {
-    let mut y = vec![E::zero(); xv.len()];
     let n = rows_per_task(c);
-    y.par_chunks_mut(n * c)
-        .zip(stats.par_chunks(2 * n))
-        .zip(xv.par_chunks(n * c))
-        .for_each(|((y, st), x)| ln_apply_rows(x, c, gamma, beta, st, y));
-    y
+    // SAFETY: ln_apply_rows writes every row of every block.
+    unsafe {
+        super::written(xv.len(), |y| {
+            y.par_chunks_mut(n * c)
+                .zip(stats.par_chunks(2 * n))
+                .zip(xv.par_chunks(n * c))
+                .for_each(|((y, st), x)| ln_apply_rows(x, c, gamma, beta, st, y))
+        })
+    }
 }
 
 /// Adds the γ and β gradients [`ln_backward`] returned to the gradients of the parameters that

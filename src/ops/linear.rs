@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, MatMut, Threads};
-use super::simd::{add_assign, rows_per_task};
+use super::simd::{add_assign, add_to, rows_per_task, write_from};
 use super::{stats, Rows};
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
@@ -96,36 +96,59 @@ where
 }
 // ANCHOR_END: linear
 
-/// `y = x·Wᵀ + b` on host rows, or `y += x·Wᵀ + b` when `accumulate`: x (rows, n_in), W (n_out, n_in),
-/// y (rows, n_out).
-pub(crate) fn affine<E: Real>(
-    y: &mut [E],
+/// `x·Wᵀ + b` into a new vector (rows, n_out), not zero-filled first.
+pub(crate) fn affine_new<E: Real>(x: &[E], w: &[E], b: Option<&[E]>, rows: usize, n_in: usize, n_out: usize) -> Vec<E> {
+    // SAFETY: every element is written: the bias rows first (then the product is added), or the
+    // product alone with accumulate = false.
+    unsafe {
+        super::written(rows * n_out, |y| {
+            if let Some(b) = b {
+                y.par_chunks_mut(rows_per_task(n_out) * n_out)
+                    .for_each(|ch| ch.chunks_exact_mut(n_out).for_each(|row| write_from(row, b)));
+            }
+            let (x, w) = (Mat::new(x, rows, n_in), Mat::new(w, n_out, n_in).t());
+            matmul(MatMut::uninit(y, rows, n_out), x, w, b.is_some(), Threads::All);
+        })
+    }
+}
+
+/// `res + x·Wᵀ + b` into a new vector (a residual branch's output): res (rows, n_out). One pass
+/// writes `res + b` (or `res`), and the product is added to it; nothing is zero-filled.
+pub(crate) fn affine_residual<E: Real>(
+    res: &[E],
     x: &[E],
     w: &[E],
     b: Option<&[E]>,
     n_in: usize,
     n_out: usize,
-    accumulate: bool,
-) {
-    let rows = y.len() / n_out.max(1);
-    if let Some(b) = b {
-        y.par_chunks_mut(rows_per_task(n_out) * n_out).for_each(|ch| {
-            for row in ch.chunks_exact_mut(n_out) {
-                if accumulate {
-                    add_assign(row, b)
-                } else {
-                    row.copy_from_slice(b)
+) -> Vec<E> {
+    let rows = res.len() / n_out.max(1);
+    let block = rows_per_task(n_out) * n_out;
+    // SAFETY: the first pass writes every element (res + b, or res), the product then adds to it.
+    unsafe {
+        super::written(res.len(), |y| {
+            y.par_chunks_mut(block).zip(res.par_chunks(block)).for_each(|(ych, rch)| match b {
+                Some(b) => {
+                    ych.chunks_exact_mut(n_out).zip(rch.chunks_exact(n_out)).for_each(|(yr, rr)| add_to(yr, rr, b))
                 }
-            }
-        });
+                None => write_from(ych, rch),
+            });
+            let (x, w) = (Mat::new(x, rows, n_in), Mat::new(w, n_out, n_in).t());
+            matmul(MatMut::uninit(y, rows, n_out), x, w, true, Threads::All);
+        })
     }
-    matmul(
-        MatMut::new(y, rows, n_out),
-        Mat::new(x, rows, n_in),
-        Mat::new(w, n_out, n_in).t(),
-        accumulate || b.is_some(),
-        Threads::All,
-    );
+}
+
+/// `gy·W` into a new vector (rows, n_in), not zero-filled first: gy (rows, n_out), W (n_out, n_in).
+pub(crate) fn input_grad_new<E: Real>(gy: &[E], w: &[E], n_in: usize, n_out: usize) -> Vec<E> {
+    let rows = gy.len() / n_out.max(1);
+    // SAFETY: the product with accumulate = false writes every element.
+    unsafe {
+        super::written(rows * n_in, |gx| {
+            let (gy, w) = (Mat::new(gy, rows, n_out), Mat::new(w, n_out, n_in));
+            matmul(MatMut::uninit(gx, rows, n_in), gy, w, false, Threads::All)
+        })
+    }
 }
 
 /// The sums over rows of `g` (rows, n): a bias gradient.
@@ -179,8 +202,7 @@ where
 
     let (x, mut tape) = x.split_tape();
     let xv = host(&x);
-    let mut y = vec![E::zero(); rows * n_out];
-    affine(&mut y, &xv, &wv, bias.as_ref().map(|(_, b)| &b[..]), n_in, n_out, false);
+    let y = affine_new(&xv, &wv, bias.as_ref().map(|(_, b)| &b[..]), rows, n_in, n_out);
     let y = tensor(&dev, y, out_shape);
 
     if T::OWNS_TAPE {

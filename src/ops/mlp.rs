@@ -11,9 +11,9 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::activation::{act_backward_in_place, act_forward, act_in_place, Act};
+use super::activation::{act_and_slope, act_backward_in_place, act_in_place, act_new, mul_assign, Act};
 use super::layer_norm::{ln_backward, ln_forward, ln_recompute, LayerNorm};
-use super::linear::{affine, column_sums, input_grad, weight_grad, Linear};
+use super::linear::{affine_new, affine_residual, column_sums, input_grad_new, weight_grad, Linear};
 use super::simd::{add_assign, add_assign_par, CHUNK};
 use super::Rows;
 use crate::device::{host, tensor, KitDevice, Real};
@@ -64,21 +64,30 @@ where
         (h, stats, gamma, beta)
     });
     let (w1, b1) = (fc1.weight.host(), fc1.bias.as_ref().map(|b| b.host()));
-    let mut pre = vec![E::zero(); rows * hd];
-    affine(&mut pre, norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w1, b1.as_deref().map(|b| &b[..]), c, hd, false);
+    let mut pre =
+        affine_new(norm.as_ref().map_or(&xv[..], |n| &n.0[..]), &w1, b1.as_deref().map(|b| &b[..]), rows, c, hd);
     let norm = norm.map(|(_, stats, gamma, beta)| (stats, gamma, beta));
-    // the activation: in place when nothing is traced, beside the pre-activation otherwise
-    let a = if traced {
-        let mut a = vec![E::zero(); rows * hd];
-        a.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, p)| act_forward(act, p, a));
-        a
+    // the activation: in place when nothing is traced, beside the pre-activation otherwise. When
+    // fc2's weight is frozen, the backward needs only act'(pre): one pass computes act(pre) and
+    // turns `pre` into act'(pre) in place (one sigmoid or erf per element, not one here and one in
+    // the backward pass).
+    let slope_kept = traced && !fc2.weight.trainable;
+    let a = if slope_kept {
+        // SAFETY: act_and_slope writes every element of each chunk of `a`.
+        unsafe {
+            super::written(rows * hd, |a| {
+                a.par_chunks_mut(CHUNK).zip(pre.par_chunks_mut(CHUNK)).for_each(|(a, p)| act_and_slope(act, p, a))
+            })
+        }
+    } else if traced {
+        act_new(act, &pre)
     } else {
         pre.par_chunks_mut(CHUNK).for_each(|p| act_in_place(act, p));
         std::mem::take(&mut pre)
     };
     let (w2, b2) = (fc2.weight.host(), fc2.bias.as_ref().map(|b| b.host()));
-    let mut y = if residual { xv.clone() } else { vec![E::zero(); rows * c] };
-    affine(&mut y, &a, &w2, b2.as_deref().map(|b| &b[..]), hd, c, residual);
+    let b2 = b2.as_deref().map(|b| &b[..]);
+    let y = if residual { affine_residual(&xv, &a, &w2, b2, hd, c) } else { affine_new(&a, &w2, b2, rows, hd, c) };
     drop(a);
     let y = tensor(&dev, y, shape);
 
@@ -99,15 +108,32 @@ where
                 let s = column_sums(&gy, c);
                 dev.update(grads.get_or_alloc_mut(g)?, |t| add_assign(t, &s))?;
             }
-            if let Some(g) = &g_w2 {
-                let mut a = vec![E::zero(); rows * hd];
-                a.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(a, p)| act_forward(act, p, a));
+            // fc2's weight gradient needs act(pre): one pass rebuilds it and turns `pre` into
+            // act'(pre) in place (one sigmoid or erf per element instead of two)
+            let mut pre = pre;
+            let slope = if slope_kept {
+                true
+            } else if let Some(g) = &g_w2 {
+                // SAFETY: act_and_slope writes every element of each chunk of `a`.
+                let a = unsafe {
+                    super::written(rows * hd, |a| {
+                        a.par_chunks_mut(CHUNK)
+                            .zip(pre.par_chunks_mut(CHUNK))
+                            .for_each(|(a, p)| act_and_slope(act, p, a))
+                    })
+                };
                 dev.update(grads.get_or_alloc_mut(g)?, |t| weight_grad(t, &gy, &a, hd, c))?;
-            }
+                true
+            } else {
+                false
+            };
             // the activation: g ← (gy·W2) ⊙ act'(pre)
-            let mut g = vec![E::zero(); rows * hd];
-            input_grad(&mut g, &gy, &w2, hd, c, false);
-            g.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, p)| act_backward_in_place(act, p, g));
+            let mut g = input_grad_new(&gy, &w2, hd, c);
+            if slope {
+                g.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, d)| mul_assign(g, d));
+            } else {
+                g.par_chunks_mut(CHUNK).zip(pre.par_chunks(CHUNK)).for_each(|(g, p)| act_backward_in_place(act, p, g));
+            }
             drop(pre);
             // fc1
             if let Some(gb) = &g_b1 {
@@ -122,8 +148,7 @@ where
                 };
                 dev.update(grads.get_or_alloc_mut(gw)?, |t| weight_grad(t, &g, &h, c, hd))?;
             }
-            let mut gh = vec![E::zero(); rows * c];
-            input_grad(&mut gh, &g, &w1, c, hd, false);
+            let gh = input_grad_new(&g, &w1, c, hd);
             drop(g);
             // the LayerNorm and the residual
             let mut params = None;
@@ -298,19 +323,20 @@ mod tests {
     }
 
     /// With every weight frozen, no weight-gradient product runs and no parameter gets a gradient
-    /// entry; the input gradient equals the all-trained one.
-    #[test]
-    fn frozen_mlp_computes_the_input_gradient_only() {
+    /// entry; the input gradient equals the all-trained one (which has no act'(pre) kept from the
+    /// forward pass), for both activations.
+    #[rstest::rstest]
+    fn frozen_mlp_computes_the_input_gradient_only(#[values(Act::QuickGelu, Act::Gelu)] act: Act) {
         let dev = Dev::default();
         let (mut ln, mut fc1, mut fc2) = parts(&dev);
         let x = dev.tensor_from_vec(rand_vec(7, 2 * 3 * C), (2usize, 3usize, Const::<C>));
         let r = rand_vec(8, 2 * 3 * C);
-        let trained = weighted_sum(mlp(x.leaky_trace(), Some(&ln), &fc1, Act::QuickGelu, &fc2, true), &r).backward();
+        let trained = weighted_sum(mlp(x.leaky_trace(), Some(&ln), &fc1, act, &fc2, true), &r).backward();
         ln.set_trainable(false);
         fc1.set_trainable(false);
         fc2.set_trainable(false);
         let before = crate::ops::stats::weight_grad_products();
-        let g = weighted_sum(mlp(x.leaky_trace(), Some(&ln), &fc1, Act::QuickGelu, &fc2, true), &r).backward();
+        let g = weighted_sum(mlp(x.leaky_trace(), Some(&ln), &fc1, act, &fc2, true), &r).backward();
         assert_eq!(crate::ops::stats::weight_grad_products(), before);
         assert!(!crate::testing::has_grad(&g, &fc1.weight.value));
         assert!(!crate::testing::has_grad(&g, &fc2.weight.value));

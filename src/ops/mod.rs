@@ -153,6 +153,27 @@ pub(crate) fn ordered_sum<E: crate::Real>(
     out
 }
 
+/// A vector of `n` elements written in place by `fill`, without zero-filling it first (a fresh
+/// `vec![0; n]` costs a pass over memory that every writer here would overwrite).
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given (with `MaybeUninit::write`, or through
+/// raw pointers such as a product with `accumulate = false`) before returning.
+pub(crate) unsafe fn written<E>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<E>])) -> Vec<E> {
+    let mut v = Vec::with_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's `fill` initialised all n elements.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// Views an initialised slice as possibly-uninitialised memory, for a kernel that writes either
+/// kind of buffer (it only ever stores valid values into it).
+pub(crate) fn as_uninit<E>(s: &mut [E]) -> &mut [std::mem::MaybeUninit<E>] {
+    // SAFETY: same layout; the kernels that take the result only write initialised values.
+    unsafe { &mut *(s as *mut [E] as *mut [std::mem::MaybeUninit<E>]) }
+}
+
 /// A raw pointer that kernels share between threads writing disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut<E>(pub *mut E);

@@ -182,11 +182,19 @@ multiversion! {
 }
 
 multiversion! {
-    /// dst[i] = a[i] + b[i].
-    pub fn add_to<E: Real>(dst: &mut [E], a: &[E], b: &[E]) {
+    /// dst[i] = a[i] + b[i] (`dst` need not be initialised).
+    pub fn add_to<E: Real>(dst: &mut [std::mem::MaybeUninit<E>], a: &[E], b: &[E]) {
         for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
-            *d = *x + *y;
+            d.write(*x + *y);
         }
+    }
+}
+
+/// dst[i] = src[i] (`dst` need not be initialised).
+#[inline(always)]
+pub fn write_from<E: Copy>(dst: &mut [std::mem::MaybeUninit<E>], src: &[E]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.write(*s);
     }
 }
 
