@@ -3,14 +3,16 @@
 //! Every op in [`crate::ops`] has its kernel on host slices (the reference). On [`Cpu`] gradients are
 //! accumulated in the tensor's own buffer. On `Cuda` (feature `cuda`, f32) the ops with a `k_*` hook
 //! below run CUDA kernels on device buffers (`ops::cuda`); the others still make a round trip through
-//! host memory (listed in `ops/cuda/gpu.rs`).
+//! host memory (listed in `ops/cuda/gpu.rs`). The optimizer's hooks (`k_accumulate`,
+//! `k_adamw_step`) keep gradient sums and AdamW's moments on the device.
 
 use dfdx::prelude::*;
 
 use crate::ops::layer_norm::LayerNorm;
 use crate::ops::tokens::TokenOp;
 use crate::ops::{Act, Grid, Kernel3, Rows, SeqAxis, Weights};
-use crate::param::Param;
+use crate::optim::{AdamW, GradSums};
+use crate::param::{Param, Params};
 
 /// The floating-point element types our kernels are written for: `f32` for models, `f64` for the
 /// finite-difference gradient checks.
@@ -225,6 +227,27 @@ pub trait KitDevice<E: Real>: Device<E> {
         let _ = (labels, smoothing);
         Err(logits)
     }
+
+    // The optimizer on this device's own buffers (`crate::optim`): each returns false when the
+    // device has none, and the host code runs.
+
+    /// Adds `scale` × the gradient of every trainable parameter of `model` to `sums`, kept in
+    /// buffers of the device.
+    fn k_accumulate<M: Params<E, Self>>(
+        model: &M,
+        grads: &mut Gradients<E, Self>,
+        scale: E,
+        sums: &mut GradSums<E>,
+    ) -> bool {
+        let _ = (model, grads, scale, sums);
+        false
+    }
+    /// One AdamW update (`opt.step` already counted) of every trainable parameter of `model`, in
+    /// place on the device, with the moments held there.
+    fn k_adamw_step<M: Params<E, Self>>(opt: &mut AdamW<E>, model: &mut M, sums: &mut GradSums<E>) -> bool {
+        let _ = (opt, model, sums);
+        false
+    }
 }
 
 /// Token streams (B·T, L, C) with runtime sizes.
@@ -387,6 +410,19 @@ mod cuda {
         ) -> Result<Tensor<Rank0, f32, Self, OwnedTape<f32, Self>>, Tensor<(usize, X), f32, Self, OwnedTape<f32, Self>>>
         {
             Ok(gpu::cross_entropy(logits, labels, smoothing))
+        }
+        fn k_accumulate<M: Params<f32, Self>>(
+            model: &M,
+            grads: &mut Gradients<f32, Self>,
+            scale: f32,
+            sums: &mut GradSums<f32>,
+        ) -> bool {
+            gpu::accumulate(model, grads, scale, sums);
+            true
+        }
+        fn k_adamw_step<M: Params<f32, Self>>(opt: &mut AdamW<f32>, model: &mut M, sums: &mut GradSums<f32>) -> bool {
+            gpu::adamw_step(opt, model, sums);
+            true
         }
     }
 }

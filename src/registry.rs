@@ -374,14 +374,15 @@ pub trait VideoModel {
         sums: &mut GradSums<f32>,
         ctx: &mut Ctx,
     ) -> f32;
-    /// One AdamW update of the trainable set from gradient sums.
-    fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>);
+    /// One AdamW update of the trainable set from gradient sums (consumed on a device that keeps
+    /// them: [`AdamW::step`]).
+    fn apply(&mut self, opt: &mut AdamW<f32>, sums: &mut GradSums<f32>);
     /// One training step on one batch: [`VideoModel::accumulate`] then [`VideoModel::apply`].
     /// Returns the loss.
     fn train_step(&mut self, video: &Video<f32, Cpu>, labels: &[usize], opt: &mut AdamW<f32>, ctx: &mut Ctx) -> f32 {
         let mut sums = GradSums::new();
         let loss = self.accumulate(video, labels, 0.0, 1.0, &mut sums, ctx);
-        self.apply(opt, &sums);
+        self.apply(opt, &mut sums);
         loss
     }
     /// The parameters whose key satisfies `pred`: (key, stored shape, values).
@@ -446,7 +447,7 @@ macro_rules! video_model {
                 crate::optim::accumulate(self, &mut grads, scale, sums);
                 value
             }
-            fn apply(&mut self, opt: &mut AdamW<f32>, sums: &GradSums<f32>) {
+            fn apply(&mut self, opt: &mut AdamW<f32>, sums: &mut GradSums<f32>) {
                 opt.step(self, sums)
             }
             fn values(&self, pred: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {

@@ -60,3 +60,33 @@ fn a_tensors_buffer_is_reached_through_public_gradient_buffers() {
     assert_eq!(y.as_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     assert_eq!(y.shape().concrete(), [3, 2]);
 }
+
+/// What the CUDA AdamW (`ops::cuda::gpu::adamw_step`) relies on to write a parameter's own buffer:
+/// `SgdConfig::try_update` with lr 1, no momentum and decoupled weight decay x computes
+/// w − (u + x·w) from the "gradient" u and hands the velocity buffer back unchanged (the first
+/// moment is passed there); without weight decay, w − u. Pinned on the CPU kernel (dfdx's `sgd.cu`
+/// is the same formula).
+#[test]
+fn dfdx_sgd_with_lr_one_subtracts_the_update_and_keeps_the_velocity() {
+    use dfdx::optim::{SgdConfig, WeightDecay};
+    let dev: Cpu = Default::default();
+    let w0 = [1.0f32, -2.0, 4.0];
+    let u = [0.5f32, 0.25, -1.0];
+    let mut w: Tensor<(usize,), f32, Cpu> = dev.tensor_from_vec(w0.to_vec(), (3,));
+    let buf = |v: [f32; 3]| {
+        let mut b = <Cpu as Storage<f32>>::try_alloc_len(&dev, 3).unwrap();
+        b.copy_from_slice(&v);
+        b
+    };
+    let (mut velocity, grad) = (buf([7.0, 8.0, 9.0]), buf(u));
+    let x = 0.125f64;
+    let cfg = SgdConfig { lr: 1.0, momentum: None, weight_decay: Some(WeightDecay::Decoupled(x)) };
+    cfg.try_update(&mut w, &mut velocity, &grad).unwrap();
+    let want: Vec<f32> = w0.iter().zip(&u).map(|(w, u)| w - (u + x as f32 * w)).collect();
+    assert_eq!(w.as_vec(), want, "dfdx's SGD update changed");
+    assert_eq!(&velocity[..], &[7.0, 8.0, 9.0], "dfdx's SGD without momentum changed the velocity");
+    let cfg = SgdConfig { lr: 1.0, momentum: None, weight_decay: None };
+    cfg.try_update(&mut w, &mut velocity, &grad).unwrap();
+    let want: Vec<f32> = want.iter().zip(&u).map(|(w, u)| w - u).collect();
+    assert_eq!(w.as_vec(), want);
+}

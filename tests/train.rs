@@ -170,6 +170,7 @@ fn accumulated_micro_batches_equal_one_batch() {
         let (v, l) = batch(r);
         m.accumulate(&v, &l, 0.1, 0.5, &mut two, &mut Ctx::eval());
     }
+    let (one, two) = (one.to_host(), two.to_host());
     assert_eq!(one.len(), two.len());
     for (k, g1) in &one {
         let g2 = &two[k];

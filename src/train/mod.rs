@@ -10,7 +10,8 @@
 //! sample's sampling and augmentation (sample number `g`), each micro-batch's dropout (step,
 //! micro-batch). A checkpoint therefore needs only the step and the sample counter besides the
 //! parameters and AdamW's moments, and a resumed run continues bit for bit
-//! (`tests/train.rs`).
+//! (`tests/train.rs`). On CUDA the gradient sums, the moments and the parameters stay on the device
+//! from step to step ([`crate::optim`]); a checkpoint downloads them, a resume uploads them.
 //!
 //! Departures from the official runs: fp32 throughout (the official code trains under fp16
 //! autocast with a loss scaler); one process instead of 8 GPUs (the batch is reached by
@@ -272,10 +273,10 @@ pub fn train(
         if !loss.is_finite() {
             bail!(stopped_message(step, &format!("the loss is {loss}"), &ckpt_path));
         }
-        if let Some((k, _)) = sums.iter().find(|(_, g)| g.iter().any(|v| !v.is_finite())) {
+        if let Some(k) = sums.first_nonfinite() {
             bail!(stopped_message(step, &format!("the gradient of `{k}` is not finite"), &ckpt_path));
         }
-        model.apply(&mut opt, &sums);
+        model.apply(&mut opt, &mut sums);
         step += 1;
         let clips_per_s = recipe.batch_size as f64 / started.elapsed().as_secs_f64();
         let val_top1 = match &val {
@@ -304,6 +305,8 @@ pub fn train(
         log.push(line);
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
         if interrupted || step == end || (opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0) {
+            // a device's moments come to the host here only
+            opt.sync_moments();
             save(&*model, &opt, step, samples, &skipped)?;
         }
         if interrupted {

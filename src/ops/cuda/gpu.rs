@@ -11,8 +11,9 @@
 //! `tests/dfdx_upstream.rs` pins the behaviour [`read`] relies on (on the CPU).
 //!
 //! Every op of the models (each `KitDevice::k_*` hook, patchify, token embedding and prompts included)
-//! runs here, forward and backward, without a host round trip; the optimizer (`crate::optim`) still
-//! updates the trainable parameters through host memory. Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
+//! runs here, forward and backward, without a host round trip, and so does the optimizer
+//! (`crate::optim`): gradient sums and AdamW's moments stay in device buffers and the parameters are
+//! updated in place ([`accumulate`], [`adamw_step`]). Nothing here has run on a GPU: `tests/gpu.rs` compares every op with the CPU where one exists.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -849,4 +850,163 @@ pub fn set_prompts<X: Dim, T: Tape<f32, Cuda>>(
         });
     }
     y.put_tape(tape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optimizer (crate::optim): gradient sums and AdamW's moments in device buffers, parameters
+// updated in place.
+// ---------------------------------------------------------------------------------------------
+
+/// A buffer of dfdx's own type for the device (what `SgdConfig::try_update` takes), zeroed.
+type DevVec = <Cuda as Storage<f32>>::Vec;
+
+fn dev_zeros(dev: &Cuda, n: usize) -> DevVec {
+    ok(<Cuda as Storage<f32>>::try_alloc_len(dev, n), "alloc")
+}
+
+fn dev_upload(dev: &Cuda, host: &[f32]) -> DevVec {
+    let mut b = dev_zeros(dev, host.len());
+    let d = b.device();
+    ok(d.htod_sync_copy_into(host, &mut *b), "host-to-device copy");
+    b
+}
+
+fn dev_download(b: &DevVec) -> Vec<f32> {
+    ok(b.device().dtoh_sync_copy(&**b), "device-to-host copy")
+}
+
+/// Gradient sums on the device, by key.
+struct Sums(std::collections::BTreeMap<String, DevVec>);
+
+impl crate::optim::DeviceSums<f32> for Sums {
+    fn download(&self) -> std::collections::BTreeMap<String, Vec<f32>> {
+        self.0.iter().map(|(k, b)| (k.clone(), dev_download(b))).collect()
+    }
+    /// One flag per key, set by `nonfinite_flag` on the device; the flags (one int each) come to
+    /// the host in one copy.
+    fn first_nonfinite(&self) -> Option<String> {
+        let d = self.0.values().next()?.device();
+        let mut flags = ok(d.alloc_zeros::<i32>(self.0.len()), "alloc");
+        for (slot, b) in self.0.values().enumerate() {
+            let n = b.len();
+            launch!(&d, "nonfinite_flag", n, (n, &**b, &mut flags, slot));
+        }
+        let flags = ok(d.dtoh_sync_copy(&flags), "device-to-host copy");
+        self.0.keys().zip(flags).find(|(_, f)| *f != 0).map(|(k, _)| k.clone())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// AdamW's moments on the device, (exp_avg, exp_avg_sq) by key; `pending`: host moments (a
+/// resumed run's) each uploaded at its parameter's first step on the device.
+struct Moments {
+    on_device: std::collections::BTreeMap<String, (DevVec, DevVec)>,
+    pending: std::collections::BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+}
+
+impl crate::optim::DeviceMoments<f32> for Moments {
+    fn download(&self) -> std::collections::BTreeMap<String, (Vec<f32>, Vec<f32>)> {
+        let mut all = self.pending.clone();
+        all.extend(self.on_device.iter().map(|(k, (m, v))| (k.clone(), (dev_download(m), dev_download(v)))));
+        all
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// The device sums of `sums`, made (from its host sums, if any) on first use.
+fn device_sums<'a>(dev: &Cuda, sums: &'a mut crate::optim::GradSums<f32>) -> &'a mut Sums {
+    if sums.device.is_none() {
+        let host = std::mem::take(&mut sums.host);
+        sums.device = Some(Box::new(Sums(host.iter().map(|(k, g)| (k.clone(), dev_upload(dev, g))).collect())));
+    }
+    let any = sums.device.as_mut().expect("device sums").as_any_mut();
+    any.downcast_mut::<Sums>().expect("gradient sums of another device")
+}
+
+/// [`crate::optim::accumulate`] on the device: `sum += scale · gradient` (`axpy`) into a buffer per
+/// trainable parameter, made at its first gradient. The gradient buffers are read where dfdx keeps
+/// them; nothing comes to the host.
+pub fn accumulate<M: crate::param::Params<f32, Cuda>>(
+    model: &M,
+    grads: &mut Gradients<f32, Cuda>,
+    scale: f32,
+    sums: &mut crate::optim::GradSums<f32>,
+) {
+    struct Acc<'a> {
+        grads: &'a mut Gradients<f32, Cuda>,
+        scale: f32,
+        sums: &'a mut crate::optim::GradSums<f32>,
+    }
+    impl<'a> crate::param::Visitor<f32, Cuda> for Acc<'a> {
+        fn param<S: Shape>(&mut self, key: &str, p: &Param<S, f32, Cuda>) {
+            if !p.trainable {
+                return;
+            }
+            let n = p.numel();
+            let dev = p.value.device().clone();
+            let sums = device_sums(&dev, self.sums);
+            let sum = sums.0.entry(key.to_string()).or_insert_with(|| dev_zeros(&dev, n));
+            let g = self.grads.get_or_alloc_mut(&p.value).unwrap_or_else(|e| panic!("gradient of `{key}`: {e:?}"));
+            let d = g.device();
+            launch!(&d, "axpy", n, (n, self.scale, &**g, &mut **sum));
+        }
+    }
+    crate::param::visit(model, &mut Acc { grads, scale, sums });
+}
+
+/// [`crate::optim::AdamW::step`] on the device. Per trainable parameter: `adamw_update` advances
+/// the moments (held in `opt`, uploaded from `opt.moments` at the first step) and writes the
+/// update u over the gradient sum; then dfdx's SGD kernel, the one public way in dfdx 0.13 to write
+/// a parameter's own buffer (`SgdConfig::try_update`: in place when the parameter's buffer is not
+/// shared), computes w − (u + lr·wd·w) with lr 1 and no momentum (the first moment is passed as
+/// its velocity buffer, which it then reads and writes back unchanged). That is the host's
+/// (w·(1 − lr·wd)) − u up to the rounding of the last two operations. The sums are consumed.
+pub fn adamw_step<M: crate::param::Params<f32, Cuda>>(
+    opt: &mut crate::optim::AdamW<f32>,
+    model: &mut M,
+    sums: &mut crate::optim::GradSums<f32>,
+) {
+    if opt.device.is_none() {
+        let pending = std::mem::take(&mut opt.moments);
+        opt.device = Some(Box::new(Moments { on_device: Default::default(), pending }));
+    }
+    struct Step<'a> {
+        opt: &'a mut crate::optim::AdamW<f32>,
+        sums: &'a mut crate::optim::GradSums<f32>,
+    }
+    impl<'a> crate::param::VisitorMut<f32, Cuda> for Step<'a> {
+        fn param<S: Shape>(&mut self, key: &str, p: &mut Param<S, f32, Cuda>) {
+            if !p.trainable {
+                return;
+            }
+            let c = self.opt.coeffs(key);
+            let n = p.numel();
+            let dev = p.value.device().clone();
+            let mut u = device_sums(&dev, self.sums).0.remove(key).unwrap_or_else(|| dev_zeros(&dev, n));
+            let any = self.opt.device.as_mut().expect("device moments").as_any_mut();
+            let moments = any.downcast_mut::<Moments>().expect("moments of another device");
+            let pending = &mut moments.pending;
+            let (m, v) = moments.on_device.entry(key.to_string()).or_insert_with(|| match pending.remove(key) {
+                Some((m, v)) => (dev_upload(&dev, &m), dev_upload(&dev, &v)),
+                None => (dev_zeros(&dev, n), dev_zeros(&dev, n)),
+            });
+            let lens = (u.len(), m.len(), v.len());
+            assert_eq!(lens, (n, n, n), "AdamW state of `{key}` (sum, moments) does not have its {n} elements");
+            let d = u.device();
+            launch!(&d, "adamw_update", n, (n, c.b1, c.b2, c.eps, c.step, c.inv_bc2, &mut *u, &mut **m, &mut **v));
+            let sgd = dfdx::optim::SgdConfig {
+                lr: 1.0,
+                momentum: None,
+                weight_decay: (c.lr_wd != 0.0).then_some(dfdx::optim::WeightDecay::Decoupled(c.lr_wd)),
+            };
+            ok(sgd.try_update(&mut p.value, m, &u), "parameter update");
+        }
+    }
+    crate::param::visit_mut(model, &mut Step { opt, sums });
+    sums.device = None;
+    sums.host.clear();
 }
