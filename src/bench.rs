@@ -436,7 +436,7 @@ pub fn measure(case: &str, o: &Opts) -> anyhow::Result<Child> {
         "gemm" => {
             out.base_mb = meter.now_mb()?;
             out.metrics = match o.device {
-                DeviceArg::Cpu => gemm_peak(reps),
+                DeviceArg::Cpu => gemm_peak(reps)?,
                 DeviceArg::Cuda(_) => on_device!(meter, |dev| gemm_peak_on(dev, &mut meter, reps))?,
             };
         }
@@ -491,30 +491,18 @@ fn gemm_peak_on<D: KitDevice<f32>>(
     meter: &mut Meter,
     reps: usize,
 ) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
-    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for i in 0..reps + 1 {
-        let (mut best, mut best_cpu) = (0f64, 0f64);
-        for &(m, n, k) in &GEMM_SHAPES {
-            let a = dev.tensor_from_vec((0..m * k).map(|i| (i % 7) as f32 * 0.1).collect(), (m, k));
-            let b = dev.tensor_from_vec((0..k * n).map(|i| (i % 5) as f32 * 0.1).collect(), (k, n));
-            meter.sync()?;
-            let cpu = cpu_seconds();
-            let t = meter.time(|| {
-                for _ in 0..GEMM_REPEATS {
-                    drop(a.clone().matmul(b.clone()));
-                }
-            })?;
-            let cpu = cpu_seconds() - cpu;
-            let flop = 2.0 * (m * n * k * GEMM_REPEATS) as f64;
-            best = best.max(flop / t / 1e9);
-            best_cpu = best_cpu.max(flop / cpu / 1e9);
-        }
-        if i > 0 {
-            out.entry("gflops".into()).or_default().push(best);
-            out.entry("gflops_cpu".into()).or_default().push(best_cpu);
-        }
-    }
-    Ok(out)
+    best_gflops(reps, |m, n, k| {
+        let a = dev.tensor_from_vec(filler(m * k, 7), (m, k));
+        let b = dev.tensor_from_vec(filler(k * n, 5), (k, n));
+        meter.sync()?;
+        let cpu = cpu_seconds();
+        let t = meter.time(|| {
+            for _ in 0..GEMM_REPEATS {
+                drop(a.clone().matmul(b.clone()));
+            }
+        })?;
+        Ok((t, cpu_seconds() - cpu))
+    })
 }
 
 /// The GEMM shapes of one ViT-B/16 block on 8 frames (m = 8·197 token rows): in_proj, c_fc, c_proj.
@@ -526,21 +514,37 @@ const GEMM_REPEATS: usize = 5;
 /// Per repetition, the best GFLOP/s over [`GEMM_SHAPES`] of `C = A·B` (row-major, f32) with the
 /// kit's GEMM call and thread count: `gflops` per second of wall-clock time, `gflops_cpu` per
 /// second of CPU time (all threads), the unit `--cpu` compares the block's forward in.
-fn gemm_peak(reps: usize) -> BTreeMap<String, Vec<f64>> {
+fn gemm_peak(reps: usize) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
+    best_gflops(reps, |m, n, k| {
+        let (a, b) = (filler(m * k, 7), filler(k * n, 5));
+        let mut c = vec![0f32; m * n];
+        let cpu = cpu_seconds();
+        let t = secs(|| {
+            for _ in 0..GEMM_REPEATS {
+                matmul(MatMut::new(&mut c, m, n), Mat::new(&a, m, k), Mat::new(&b, k, n), false, Threads::All)
+            }
+        });
+        Ok((t, cpu_seconds() - cpu))
+    })
+}
+
+/// Operands of the peak measurement: `n` values cycling through 0, 0.1, … (`period` of them).
+fn filler(n: usize, period: usize) -> Vec<f32> {
+    (0..n).map(|i| (i % period) as f32 * 0.1).collect()
+}
+
+/// The peak loop shared by the host and the device: one warm-up, then `reps` repetitions, each the
+/// best GFLOP/s over [`GEMM_SHAPES`] of `time(m, n, k)`, which times [`GEMM_REPEATS`] products of
+/// that shape and returns (wall-clock, CPU) seconds.
+fn best_gflops(
+    reps: usize,
+    mut time: impl FnMut(usize, usize, usize) -> anyhow::Result<(f64, f64)>,
+) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for i in 0..reps + 1 {
         let (mut best, mut best_cpu) = (0f64, 0f64);
         for &(m, n, k) in &GEMM_SHAPES {
-            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-            let mut c = vec![0f32; m * n];
-            let cpu = cpu_seconds();
-            let t = secs(|| {
-                for _ in 0..GEMM_REPEATS {
-                    matmul(MatMut::new(&mut c, m, n), Mat::new(&a, m, k), Mat::new(&b, k, n), false, Threads::All)
-                }
-            });
-            let cpu = cpu_seconds() - cpu;
+            let (t, cpu) = time(m, n, k)?;
             let flop = 2.0 * (m * n * k * GEMM_REPEATS) as f64;
             best = best.max(flop / t / 1e9);
             best_cpu = best_cpu.max(flop / cpu / 1e9);
@@ -550,7 +554,7 @@ fn gemm_peak(reps: usize) -> BTreeMap<String, Vec<f64>> {
             out.entry("gflops_cpu".into()).or_default().push(best_cpu);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Multiply-adds of one CLIP block's forward on `frames` × `tokens` tokens of width `c`: the four

@@ -96,3 +96,20 @@ pub fn randomize<E: Real, D: KitDevice<E>, M: Params<E, D>>(m: &mut M, seed: u64
     }
     visit_mut(m, &mut R(crate::init::Init::seeded(seed)));
 }
+
+/// ST-Adapter's K400 recipe at the size of the `tiny` presets: 4 frames (dense, rate 2), 32 px,
+/// batch 4, no augmentation; `steps` steps, `warmup_steps` of them warm-up. The training and resume
+/// tests on the CPU (`tests/train.rs`) and on CUDA (`tests/gpu.rs`) run it.
+pub fn tiny_recipe(steps: usize, warmup_steps: usize) -> crate::recipe::Recipe {
+    use crate::video::{Pipeline, Sampling, Spatial, TrainPipeline};
+    let sampling = Sampling::StDense { frames: 4, rate: 2, views: 1 };
+    crate::recipe::Recipe {
+        name: "tiny".into(),
+        batch_size: 4,
+        steps,
+        warmup_steps,
+        train: TrainPipeline::St { sampling, size: 32, jitter: None, mirror: false, rand_augment: false },
+        test: Pipeline { name: "tiny".into(), sampling, spatial: Spatial::St { size: 32, three_crop: false } },
+        ..crate::recipe::Recipe::st_k400_vit_b()
+    }
+}

@@ -24,11 +24,9 @@ use video_adapters::ops::layer_norm::LayerNorm;
 use video_adapters::ops::{self, Grid, Kernel3, SeqAxis};
 use video_adapters::optim::{self, AdamW, AdamWCfg, GradSums};
 use video_adapters::param::Param;
-use video_adapters::recipe::Recipe;
 use video_adapters::registry::{presets, ModelCfg};
 use video_adapters::train::checkpoint::Checkpoint;
 use video_adapters::train::{train, Ended, Options};
-use video_adapters::video::{Pipeline, Sampling, Spatial, TrainPipeline};
 use video_adapters::Ctx;
 
 const OP_TOL: f32 = 1e-4;
@@ -514,25 +512,7 @@ impl TrainSource for Noise {
 fn a_resumed_cuda_run_equals_a_straight_one_bit_for_bit() {
     let Some(g) = gpu("a_resumed_cuda_run_equals_a_straight_one_bit_for_bit") else { return };
     let cfg = presets().into_iter().find(|(n, _)| n == "tiny_st_adapter_k400").unwrap().1;
-    let r = Recipe {
-        name: "tiny".into(),
-        batch_size: 4,
-        steps: 4,
-        warmup_steps: 1,
-        train: TrainPipeline::St {
-            sampling: Sampling::StDense { frames: 4, rate: 2, views: 1 },
-            size: 32,
-            jitter: None,
-            mirror: false,
-            rand_augment: false,
-        },
-        test: Pipeline {
-            name: "tiny".into(),
-            sampling: Sampling::StDense { frames: 4, rate: 2, views: 1 },
-            spatial: Spatial::St { size: 32, three_crop: false },
-        },
-        ..Recipe::st_k400_vit_b()
-    };
+    let r = video_adapters::testing::tiny_recipe(4, 1);
     let src: Arc<dyn TrainSource> = Arc::new(Noise);
     let dir = |name: &str| {
         let d = std::env::temp_dir().join(format!("va_gpu_train_{name}_{}", std::process::id()));

@@ -12,7 +12,6 @@ use video_adapters::recipe::Recipe;
 use video_adapters::registry::{presets, ModelCfg, VideoModel};
 use video_adapters::train::checkpoint::Checkpoint;
 use video_adapters::train::{train, Ended, Options};
-use video_adapters::video::{Pipeline, Sampling, Spatial, TrainPipeline};
 
 /// 20 clips of 4 frames of 32×32 whose label (0..5) shifts their mean, with noise from the
 /// sample's generator. `bad` items fail to load; the `nan_call`-th clip handed out (0-based) holds
@@ -56,25 +55,7 @@ fn tiny() -> ModelCfg {
 
 /// ST-Adapter's recipe at the tiny model's size: 4 frames, 32 px, batch 4, 6 steps, 2 warm-up.
 fn recipe() -> Recipe {
-    Recipe {
-        name: "tiny".into(),
-        batch_size: 4,
-        steps: 6,
-        warmup_steps: 2,
-        train: TrainPipeline::St {
-            sampling: Sampling::StDense { frames: 4, rate: 2, views: 1 },
-            size: 32,
-            jitter: None,
-            mirror: false,
-            rand_augment: false,
-        },
-        test: Pipeline {
-            name: "tiny".into(),
-            sampling: Sampling::StDense { frames: 4, rate: 2, views: 1 },
-            spatial: Spatial::St { size: 32, three_crop: false },
-        },
-        ..Recipe::st_k400_vit_b()
-    }
+    video_adapters::testing::tiny_recipe(6, 2)
 }
 
 fn model(cfg: &ModelCfg) -> Box<dyn VideoModel> {

@@ -221,39 +221,11 @@ mod tests {
             let at = |col: usize| plan.tokens(c3, g, col + h * dh, false);
             let (dq, dk, dv) = (at(0), at(c), at(2 * c));
             let (k, q, dout) = (at(c), at(0), plan.tokens(c, g, h * dh, false));
-            gemm(
-                len,
-                dh,
-                len,
-                1.0,
-                (&ds, plan.probs(poff, false)),
-                (qkv, k),
-                1.0,
-                (&mut gq, dq.off, dq.ld, dq.stride),
-                plan.batch,
-            );
-            gemm(
-                len,
-                dh,
-                len,
-                1.0,
-                (&ds, plan.probs(poff, true)),
-                (qkv, q),
-                1.0,
-                (&mut gq, dk.off, dk.ld, dk.stride),
-                plan.batch,
-            );
-            gemm(
-                len,
-                dh,
-                len,
-                1.0,
-                (&p, plan.probs(poff, true)),
-                (go, dout),
-                1.0,
-                (&mut gq, dv.off, dv.ld, dv.stride),
-                plan.batch,
-            );
+            // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO, each added into its third of the packed gradient
+            for (s, t, src, from, to) in [(&ds, false, qkv, k, dq), (&ds, true, qkv, q, dk), (&p, true, go, dout, dv)] {
+                let to = (&mut gq[..], to.off, to.ld, to.stride);
+                gemm(len, dh, len, 1.0, (s, plan.probs(poff, t)), (src, from), 1.0, to, plan.batch);
+            }
         }
         (out, gq)
     }
