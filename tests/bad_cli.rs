@@ -318,10 +318,11 @@ fn forward_refuses_non_finite_inputs_and_logits() {
 }
 
 /// Issue 8, item 5: `--output` naming a directory is refused before the work, and no
-/// `.NAME.tmpPID` is left behind.
+/// `.NAME.tmpPID` is left behind. The directory sits in a folder of its own: the other tests write
+/// their files (through temporary names) into the shared temporary folder at the same time.
 #[test]
 fn forward_refuses_a_directory_as_output_and_leaves_nothing_behind() {
-    let dir = tmp("outdir");
+    let dir = tmp("outdir_alone").join("outdir");
     std::fs::create_dir_all(&dir).unwrap();
     let input = parity("clip_baseline", "input.safetensors");
     fails(
