@@ -1153,6 +1153,32 @@ impl Report {
 mod tests {
     use super::*;
 
+    /// The bench's options as parsed from a command line.
+    fn opts(args: &[&str]) -> Opts {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            o: Opts,
+        }
+        use clap::Parser as _;
+        W::try_parse_from(args).unwrap().o
+    }
+
+    /// A report of the kit's figures `kit` alone, measured with the options `args`.
+    fn report(args: &[&str], kit: Side) -> Report {
+        let (date, machine, load) = ("2026-12-02".to_string(), "m".to_string(), "0".to_string());
+        Report {
+            date,
+            machine,
+            load_before: load.clone(),
+            load_after: load,
+            opts: opts(args),
+            kit,
+            torch: None,
+            compare: None,
+        }
+    }
+
     /// ViT-B/16's block on 8 frames: 12·768² MACs per token for the four linear layers plus
     /// 2·197·768 for QKᵀ and PV, times 8·197 tokens = 11,154,751,488 + 476,884,992 MACs.
     #[test]
@@ -1166,19 +1192,13 @@ mod tests {
     /// both (scripts/bench_pytorch.py runs PyTorch on the CPU).
     #[test]
     fn bench_runs_on_the_cpu_by_default_and_refuses_torch_against_a_gpu() {
-        #[derive(clap::Parser)]
-        struct W {
-            #[command(flatten)]
-            o: Opts,
-        }
-        use clap::Parser as _;
-        let o = W::try_parse_from(["bench"]).unwrap().o;
+        let o = opts(&["bench"]);
         assert_eq!(o.device, DeviceArg::Cpu);
         check_device(&o).unwrap();
         let mut json: serde_json::Value = serde_json::to_value(&o).unwrap();
         json.as_object_mut().unwrap().remove("device");
         assert_eq!(serde_json::from_value::<Opts>(json).unwrap().device, DeviceArg::Cpu);
-        let mut o = W::try_parse_from(["bench", "--torch", "python3"]).unwrap().o;
+        let mut o = opts(&["bench", "--torch", "python3"]);
         check_device(&o).unwrap();
         o.device = DeviceArg::Cuda(0);
         let e = check_device(&o).unwrap_err().to_string();
@@ -1189,25 +1209,10 @@ mod tests {
     /// GPU memory; one measured on the CPU keeps its resident-memory table.
     #[test]
     fn the_report_header_names_the_device() {
-        #[derive(clap::Parser)]
-        struct W {
-            #[command(flatten)]
-            o: Opts,
-        }
-        use clap::Parser as _;
         let mut kit = Side::default();
         kit.peak_mb.insert("step:st".into(), 1234.0);
         kit.medians.insert("step:st/step".into(), 0.5);
-        let mut r = Report {
-            date: "2026-12-02".into(),
-            machine: "m".into(),
-            load_before: "0".into(),
-            load_after: "0".into(),
-            opts: W::try_parse_from(["bench"]).unwrap().o,
-            kit,
-            torch: None,
-            compare: None,
-        };
+        let mut r = report(&["bench"], kit);
         let cpu = r.markdown();
         assert!(cpu.contains("Peak resident memory") && !cpu.contains("cuda"), "{cpu}");
         r.opts.device = DeviceArg::Cuda(1);
@@ -1249,26 +1254,11 @@ mod tests {
     /// 400 ms it is 0.58, and ≤ 0.8 needs 233 / (0.8 · 400) = 73% of the peak. No PyTorch side: no line.
     #[test]
     fn the_gemm_peak_bounds_the_block_forward() {
-        #[derive(clap::Parser)]
-        struct W {
-            #[command(flatten)]
-            o: Opts,
-        }
-        use clap::Parser as _;
         let flops = 2.0 * block_macs(8, 197, 768);
         let mut kit = Side::default();
         kit.medians.insert("gemm/gflops_cpu".into(), 100.0);
         kit.medians.insert("gemm/gflops".into(), 50.0);
-        let mut r = Report {
-            date: "2026-12-02".into(),
-            machine: "m".into(),
-            load_before: "0".into(),
-            load_after: "0".into(),
-            opts: W::try_parse_from(["bench", "--cpu"]).unwrap().o,
-            kit,
-            torch: None,
-            compare: None,
-        };
+        let mut r = report(&["bench", "--cpu"], kit);
         assert_eq!(r.gemm_floor(flops), "");
         let mut torch = Side::default();
         torch.medians.insert("block/forward_cpu".into(), 0.250);
