@@ -327,3 +327,13 @@ fn the_committed_proxy_runs_cover_every_charted_method_with_its_curve() {
         assert!(curve.iter().all(|v| v.is_finite() && *v > 0.0), "{} seed {}", key.method.name(), key.seed);
     }
 }
+
+/// The appendix's kernel count is the kit's: the number of kernels listed in
+/// `ops::cuda::SOURCES` (itself checked against the `.cu` files' definitions).
+#[test]
+fn the_appendix_counts_the_cuda_kernels_there_are() {
+    let n: usize = video_adapters::ops::cuda::SOURCES.iter().map(|s| s.kernels.len()).sum();
+    let text = std::fs::read_to_string(book().join("appendix.md")).unwrap();
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&format!("`src/ops/cuda/*.cu` ({n} kernels")), "book/src/appendix.md should say {n} kernels");
+}
