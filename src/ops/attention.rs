@@ -219,7 +219,9 @@ where
         tape.add_backward_op(move |grads| {
             let go = dev.take(grads.get_or_alloc_mut(&out_ghost)?);
             dev.update(grads.get_or_alloc_mut(&qkv_ghost)?, |gqkv| {
-                attention_backward(&qv, &lse, &go, c, heads, lay, scale, super::as_uninit(gqkv), false)
+                // SAFETY: attention_backward stores only computed gradient values into it.
+                let gqkv = unsafe { super::as_uninit(gqkv) };
+                attention_backward(&qv, &lse, &go, c, heads, lay, scale, gqkv, false)
             })
         });
     }

@@ -168,9 +168,13 @@ pub(crate) unsafe fn written<E>(n: usize, fill: impl FnOnce(&mut [std::mem::Mayb
 }
 
 /// Views an initialised slice as possibly-uninitialised memory, for a kernel that writes either
-/// kind of buffer (it only ever stores valid values into it).
-pub(crate) fn as_uninit<E>(s: &mut [E]) -> &mut [std::mem::MaybeUninit<E>] {
-    // SAFETY: same layout; the kernels that take the result only write initialised values.
+/// kind of buffer.
+///
+/// # Safety
+/// Whoever writes through the result must store only initialised values: the slice is read as `E`
+/// again afterwards.
+pub(crate) unsafe fn as_uninit<E>(s: &mut [E]) -> &mut [std::mem::MaybeUninit<E>] {
+    // SAFETY: same layout; the caller promises to write only initialised values.
     unsafe { &mut *(s as *mut [E] as *mut [std::mem::MaybeUninit<E>]) }
 }
 
