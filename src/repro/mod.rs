@@ -75,7 +75,7 @@ pub fn run(name: &str) {
         .find(|(n, _)| *n == name)
         .map(|(_, r)| r)
         .unwrap_or_else(|| panic!("no reproduction named {name}"));
-    main_named(name, runner)
+    main(name, runner)
 }
 
 /// The published table a reproduction binary reproduces, as (paper folder, file) under
@@ -97,13 +97,9 @@ pub fn help_title(name: &str) -> anyhow::Result<String> {
     Ok(format!("{} Table {} — {}", t.paper, t.table, t.caption))
 }
 
-/// Runs a reproduction: parse the arguments, build the report, print it.
-pub fn main(runner: Runner) {
-    main_named("", runner)
-}
-
-/// [`main`], with `--help` naming the table the binary `name` reproduces.
-fn main_named(name: &str, runner: Runner) {
+/// Runs the reproduction `name`: parse the arguments (`--help` naming the table it reproduces),
+/// build the report, print it.
+fn main(name: &str, runner: Runner) {
     use clap::{CommandFactory, FromArgMatches};
     if measure::child_entry() {
         return;
