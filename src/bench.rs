@@ -879,7 +879,17 @@ impl Report {
 
     /// A row's figure on one side, in its unit (ms, s, or clips/s).
     fn figure(&self, side: &Side, r: &Row) -> Option<f64> {
-        let v = self.time(side, r.key)?;
+        self.figure_of(self.time(side, r.key)?, r)
+    }
+
+    /// The ratio kit ÷ PyTorch of a row in wall-clock time, whichever time the report is in (every
+    /// child measures both).
+    fn wall_ratio(&self, r: &Row) -> Option<f64> {
+        let (k, t) = (self.kit.medians.get(r.key)?, self.torch.as_ref()?.medians.get(r.key)?);
+        Some(self.figure_of(*k, r)? / self.figure_of(*t, r)?)
+    }
+
+    fn figure_of(&self, v: f64, r: &Row) -> Option<f64> {
         let batch = if r.key.starts_with("eval:small") { self.opts.small.batch } else { self.opts.eval_batch };
         Some(match r.unit {
             Unit::Ms => v * 1e3,
@@ -928,7 +938,7 @@ impl Report {
             o.rounds,
             o.reps,
             if o.cpu {
-                "CPU time of the process (all threads), not wall-clock time; PyTorch's OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE), so that its CPU time counts work, not spinning"
+                "CPU time of the process (all threads), not wall-clock time; PyTorch's OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE), so that its CPU time counts work, not spinning; the last column is the wall-clock ratio of the same runs (what a user waits for, but more disturbed by other processes)"
             } else {
                 "wall-clock time"
             }
@@ -944,6 +954,10 @@ impl Report {
         if has_t {
             head += " PyTorch | kit ÷ PyTorch | target | met |";
             rule += "---:|---:|---:|:---:|";
+            if o.cpu {
+                head += " kit ÷ PyTorch, wall clock |";
+                rule += "---:|";
+            }
         }
         if has_c {
             head += " kit ÷ before |";
@@ -984,6 +998,9 @@ impl Report {
                         _ => "",
                     }
                 );
+                if o.cpu {
+                    line += &format!(" {} |", self.wall_ratio(&r).map_or("—".into(), |x| format!("{x:.2}")));
+                }
             }
             if has_c {
                 line += &format!(" {} |", k.zip(c).map_or("—".into(), |(a, b)| format!("{:.2}", a / b)));
@@ -1222,6 +1239,27 @@ mod tests {
             gpu.contains("GPU memory in use during each training step (cuda:1") && gpu.contains("| 1234 |"),
             "{gpu}"
         );
+    }
+
+    /// A report in CPU time also gives the wall-clock ratio of the same runs in its last column
+    /// (every child measures both): kit 300 ms wall / 450 ms CPU against PyTorch 250 / 500 reads
+    /// 0.90 in CPU time and 300 / 250 = 1.20 on the wall clock; a wall-clock report has no such column.
+    #[test]
+    fn a_cpu_time_report_also_gives_the_wall_clock_ratio() {
+        let side = |wall: f64, cpu: f64| {
+            let mut s = Side::default();
+            s.medians.insert("step:small/step".into(), wall);
+            s.medians.insert("step:small/step_cpu".into(), cpu);
+            s
+        };
+        let mut r = report(&["bench", "--cpu"], side(0.300, 0.450));
+        r.torch = Some(side(0.250, 0.500));
+        let md = r.markdown();
+        assert!(md.contains("| kit ÷ PyTorch, wall clock |"), "{md}");
+        assert!(md.contains("| Small preset training step | 450 ms | 500 ms | 0.90 | ≤ 0.5 | ✗ | 1.20 |"), "{md}");
+        r.opts.cpu = false;
+        let md = r.markdown();
+        assert!(!md.contains("wall clock |") && md.contains("| 300 ms | 250 ms | 1.20 | ≤ 0.5 | ✗ |"), "{md}");
     }
 
     /// Issue 11: a build without feature `cuda` cannot open a GPU for the bench or the cost tables:

@@ -79,6 +79,13 @@ macro_rules! multiversion {
 }
 pub use multiversion;
 
+/// The first `n` elements of `v` (a multiple of [`LANES`]) as arrays of [`LANES`]: indexing an
+/// array of known length needs no bounds check, so a loop over its lanes vectorises.
+#[inline(always)]
+pub fn lanes<E>(v: &[E], n: usize) -> impl Iterator<Item = &[E; LANES]> {
+    v[..n].chunks_exact(LANES).map(|c| c.try_into().expect("chunks_exact gives LANES elements"))
+}
+
 /// Σ x[i], in [`LANES`] partial sums.
 #[inline(always)]
 pub fn sum<E: Real>(x: &[E]) -> E {
