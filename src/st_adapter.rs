@@ -211,8 +211,8 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     /// vectors. Each gradient buffer is zeroed and then added to, as dfdx's are, so that even the
     /// sign of a zero matches.
     pub fn forward_fused<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
-        use ops::dwconv3d::{conv_bias_grad, conv_forward, conv_input_grad, conv_weight_grad, transpose};
-        use ops::linear::affine_new;
+        use ops::dwconv3d::{add_conv_param_grads, conv_forward, conv_input_grad, transpose};
+        use ops::linear::{add_param_grads, affine_new, input_grad};
         use ops::tokens::{add_patch_rows_of, add_to_patch_rows, copy_patch_rows};
         use rayon::prelude::*;
 
@@ -256,22 +256,29 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
                 add_patch_rows_of(&mut g3, &gy, l, C);
                 drop(gy);
                 // fc2
-                let g2 = linear_backward(&dev, grads, &g3, &w2, h2.as_deref(), (w, C), &fc2_w, &fc2_b)?;
+                let mut g2 = vec![E::zero(); rows * w];
+                input_grad(&mut g2, &g3, &w2, w, C, true);
+                add_param_grads(&dev, grads, &g3, h2.as_deref(), (w, C), fc2_w.as_ref(), fc2_b.as_ref())?;
                 drop(g3);
                 // the conv
                 let mut g1 = vec![E::zero(); rows * w];
                 conv_input_grad(&g2, &w_tc, kernel, grid, w, &mut g1);
-                if let (Some(k), Some(h1)) = (&conv_w, &h1) {
-                    let acc = conv_weight_grad(&g2, h1, kernel, grid, w);
-                    dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
-                }
-                if let Some(k) = &conv_b {
-                    let s = conv_bias_grad(&g2, w);
-                    dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&s).for_each(|(u, v)| *u += *v))?;
-                }
+                add_conv_param_grads(
+                    &dev,
+                    grads,
+                    &g2,
+                    h1.as_deref(),
+                    kernel,
+                    grid,
+                    w,
+                    conv_w.as_ref(),
+                    conv_b.as_ref(),
+                )?;
                 drop(g2);
                 // fc1
-                let g0 = linear_backward(&dev, grads, &g1, &w1, h0.as_deref(), (C, w), &fc1_w, &fc1_b)?;
+                let mut g0 = vec![E::zero(); rows * C];
+                input_grad(&mut g0, &g1, &w1, C, w, true);
+                add_param_grads(&dev, grads, &g1, h0.as_deref(), (C, w), fc1_w.as_ref(), fc1_b.as_ref())?;
                 drop(g1);
                 // patch_tokens
                 dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| add_to_patch_rows(gx, &g0, l, C))
@@ -430,32 +437,6 @@ pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Re
         positions,
         blocks: Blocks::Last(kw.int("adapter_layers")?),
     })
-}
-
-/// A linear layer's backward as `ops::linear` runs it: `gx = 0 + gy·W` into a zeroed buffer (as
-/// dfdx's), then `dW += gyᵀ·x` when the weight trains (`x` kept) and `db += Σ gy` when the bias does.
-#[allow(clippy::too_many_arguments)]
-fn linear_backward<E: Real, D: KitDevice<E>, SW: Shape, SB: Shape>(
-    dev: &D,
-    grads: &mut Gradients<E, D>,
-    gy: &[E],
-    w: &[E],
-    x: Option<&[E]>,
-    (n_in, n_out): (usize, usize),
-    w_key: &Option<Tensor<SW, E, D>>,
-    b_key: &Option<Tensor<SB, E, D>>,
-) -> Result<Vec<E>, D::Err> {
-    use ops::linear::{column_sums, input_grad, weight_grad};
-    let mut gx = vec![E::zero(); gy.len() / n_out * n_in];
-    input_grad(&mut gx, gy, w, n_in, n_out, true);
-    if let (Some(k), Some(x)) = (w_key, x) {
-        dev.update(grads.get_or_alloc_mut(k)?, |g| weight_grad(g, gy, x, n_in, n_out))?;
-    }
-    if let Some(k) = b_key {
-        let s = column_sums(gy, n_out);
-        dev.update(grads.get_or_alloc_mut(k)?, |g| ops::simd::add_assign(g, &s))?;
-    }
-    Ok(gx)
 }
 
 #[cfg(test)]

@@ -140,25 +140,42 @@ where
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let dw = weight.trainable.then(|| weight.value.ghost());
-        let db = bias.trainable.then(|| bias.value.ghost());
+        let (dw, db) = (weight.grad_key(), bias.grad_key());
         let x_kept = weight.trainable.then_some(x);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| conv_input_grad(&gy, &w_tc, kernel, grid, ch, gx))?;
-            if let Some(dw) = &dw {
-                let xv = host(x_kept.as_ref().expect("input kept for the weight gradient"));
-                let acc = conv_weight_grad(&gy, &xv, kernel, grid, ch);
-                dev.update(grads.get_or_alloc_mut(dw)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
-            }
-            if let Some(db) = &db {
-                let sums = conv_bias_grad(&gy, ch);
-                dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
-            }
-            Ok(())
+            let xv = x_kept.as_ref().map(host);
+            add_conv_param_grads(&dev, grads, &gy, xv.as_deref(), kernel, grid, ch, dw.as_ref(), db.as_ref())
         });
     }
     y.put_tape(tape)
+}
+
+/// The convolution's parameter gradients, added in the backward pass: the weight's
+/// ([`conv_weight_grad`]) when it trains (its key given, the input `x` kept for it), then the
+/// bias's ([`conv_bias_grad`]) when it does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_conv_param_grads<E: Real, D: KitDevice<E>>(
+    dev: &D,
+    grads: &mut Gradients<E, D>,
+    gy: &[E],
+    x: Option<&[E]>,
+    kernel: Kernel3,
+    grid: Grid,
+    ch: usize,
+    w_key: Option<&Tensor<(usize, usize), E, D>>,
+    b_key: Option<&Tensor<(usize,), E, D>>,
+) -> Result<(), D::Err> {
+    if let (Some(k), Some(x)) = (w_key, x) {
+        let acc = conv_weight_grad(gy, x, kernel, grid, ch);
+        dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
+    }
+    if let Some(k) = b_key {
+        let sums = conv_bias_grad(gy, ch);
+        dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
+    }
+    Ok(())
 }
 
 /// The convolution's forward on host rows: x (B·T·H·W, ch) → y, with the weight as (taps, ch).
