@@ -169,11 +169,11 @@ pub(crate) fn add_conv_param_grads<E: Real, D: KitDevice<E>>(
 ) -> Result<(), D::Err> {
     if let (Some(k), Some(x)) = (w_key, x) {
         let acc = conv_weight_grad(gy, x, kernel, grid, ch);
-        dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
+        dev.update(grads.get_or_alloc_mut(k)?, |g| super::simd::add_assign(g, &acc))?;
     }
     if let Some(k) = b_key {
         let sums = conv_bias_grad(gy, ch);
-        dev.update(grads.get_or_alloc_mut(k)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
+        dev.update(grads.get_or_alloc_mut(k)?, |g| super::simd::add_assign(g, &sums))?;
     }
     Ok(())
 }
