@@ -1,7 +1,9 @@
 //! The kit against PyTorch on the same CPU, side by side in one run (`cargo run --release --bin
 //! bench -- --torch python3`): one ViT-B/16 block, training steps and evaluation of the three
 //! papers' models on ViT-B/16, full fine-tuning, the small preset of the embedded benchmark, peak
-//! memory, and the GEMM peak of this machine.
+//! memory, and the GEMM peak of this machine. Each kit child also counts the GEMM work of its
+//! computation ([`crate::ops::stats::gemm_macs_of`], in the untimed warm-up), and the report bounds
+//! every target with it: that work at the kit's GEMM peak, as a fraction of PyTorch's time.
 //!
 //! Every measurement runs in its own child process (so its peak resident memory is its own): this
 //! binary again for the kit (`VIDEO_ADAPTERS_BENCH` in the environment names the case), and
