@@ -538,6 +538,34 @@ pub fn tensor_filled<S: Shape, E: Dtype, D: Device<E>>(
 }
 // ANCHOR_END: device_buffers
 
+// ANCHOR: tune_host_allocator
+/// Keeps freed host memory mapped, so that the next step reuses it instead of faulting in fresh
+/// pages. Every binary of the kit calls this first; it returns whether the allocator took the
+/// settings (false off glibc, where nothing is changed).
+///
+/// glibc's malloc serves a large block with its own `mmap` and returns it to the kernel when freed,
+/// and it returns the free top of its heap once that exceeds a trim threshold. Both thresholds
+/// adapt to the sizes freed so far, so during training, blocks of a few MiB (activations and
+/// their gradients) keep going back to the kernel. The kernel must then fault in and zero fresh
+/// pages for the next step, about a tenth of the small preset's training step on this machine.
+/// Fixing the mmap threshold at 32 MiB (the most its adaptive threshold reaches on 64-bit targets)
+/// and never trimming below 2 GiB keeps those blocks in the heap. Larger blocks are still mapped
+/// and unmapped each time (ViT-B/16's MLP activations at two clips per step and more). The peak resident memory does not grow, because the peak is
+/// reached inside a step anyway.
+pub fn tune_host_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets malloc parameters; it is safe to call at any time, from any
+        // thread.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+// ANCHOR_END: tune_host_allocator
+
 /// A tensor's elements in logical (row-major) order (one copy).
 ///
 /// dfdx's `tensor_to_vec` walks the tensor with a strided iterator, element by element; this is one
@@ -573,6 +601,13 @@ mod tests {
             (Err(e), Err(why)) => assert_eq!(e, why),
             (got, count) => panic!("parse {got:?} disagrees with the device count {count:?}"),
         }
+    }
+
+    /// glibc takes both malloc settings (`mallopt` returns 1; it returns 0 for a value it refuses).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn glibc_takes_the_host_allocator_settings() {
+        assert!(tune_host_allocator());
     }
 
     /// `host` gives the logical order of a contiguous tensor (one copy of its buffer) and of a

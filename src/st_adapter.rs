@@ -184,6 +184,15 @@ pub struct Adapter<const C: usize, E: Dtype, D: Storage<E>> {
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     pub fn forward<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+        if D::KERNELS {
+            self.forward_separate(x, grid)
+        } else {
+            self.forward_fused(x, grid)
+        }
+    }
+
+    /// The branch as its separate ops (each on the device's kernels where it has them).
+    pub fn forward_separate<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
         let (x, tape) = x.split_tape();
         let h = ops::patch_tokens(x.clone().put_tape(tape)); // (B·T, L, C) -> (B·T, H·W, C)
         let h = self.fc1.forward(h); // (B·T, H·W, W)
@@ -193,6 +202,91 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     }
 }
 // ANCHOR_END: adapter
+
+impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
+    /// [`Adapter::forward_separate`] as one op on host rows, with the same kernels in the same
+    /// order, so the same bits (tested). As separate ops, every intermediate went into a dfdx
+    /// tensor and was copied out again by the next op (five copies of up to N·L·C values, each into
+    /// a zeroed buffer); here the input is copied once and the intermediates stay in this op's
+    /// vectors. Each gradient buffer is zeroed and then added to, as dfdx's are, so that even the
+    /// sign of a zero matches.
+    pub fn forward_fused<T: Tape<E, D>>(&self, x: Tokens<C, E, D, T>, grid: Grid) -> Tokens<C, E, D, T> {
+        use ops::dwconv3d::{add_conv_param_grads, conv_forward, conv_input_grad, transpose};
+        use ops::linear::{add_param_grads, affine_new, input_grad};
+        use ops::tokens::{add_patch_rows_of, add_to_patch_rows, copy_patch_rows};
+        use rayon::prelude::*;
+
+        let (n, l, _) = *x.shape();
+        let (w, kernel) = (self.fc1.out_features(), self.conv.kernel);
+        assert_eq!(n * (l - 1), grid.frames() * grid.positions(), "adapter: tokens do not form grid {grid:?}");
+        let rows = n * (l - 1);
+        let dev = x.device().clone();
+        let (x, mut tape) = x.split_tape();
+        let mut y = crate::device::host(&x);
+        // patch_tokens, fc1, the conv, fc2
+        let mut h0 = vec![E::zero(); rows * C];
+        copy_patch_rows(&mut h0, &y, l, C);
+        let (w1, b1) = (self.fc1.weight.host(), self.fc1.bias.as_ref().map(|b| b.host()));
+        let h1 = affine_new(&h0, &w1, b1.as_deref().map(|b| &b[..]), rows, C, w);
+        let w_tc = transpose(&self.conv.weight.host(), w, kernel.taps());
+        let h2 = conv_forward(&h1, &w_tc, &self.conv.bias.host(), kernel, grid, w);
+        let (w2, b2) = (self.fc2.weight.host(), self.fc2.bias.as_ref().map(|b| b.host()));
+        let h3 = affine_new(&h2, &w2, b2.as_deref().map(|b| &b[..]), rows, w, C);
+        // add_to_patches
+        add_to_patch_rows(&mut y, &h3, l, C);
+        drop(h3);
+        let y = crate::device::tensor(&dev, y, (n, l, Const::<C>));
+
+        if T::OWNS_TAPE {
+            let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
+            let (fc1_w, fc1_b) = (self.fc1.weight.grad_key(), self.fc1.bias.as_ref().and_then(|b| b.grad_key()));
+            let (conv_w, conv_b) = (self.conv.weight.grad_key(), self.conv.bias.grad_key());
+            let (fc2_w, fc2_b) = (self.fc2.weight.grad_key(), self.fc2.bias.as_ref().and_then(|b| b.grad_key()));
+            // what each weight gradient reads, kept only for a trainable weight
+            let h0 = fc1_w.is_some().then_some(h0);
+            let h1 = conv_w.is_some().then_some(h1);
+            let h2 = fc2_w.is_some().then_some(h2);
+            tape.add_backward_op(move |grads| {
+                let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
+                // add_to_patches
+                dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
+                    gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a += *b)
+                })?;
+                let mut g3 = vec![E::zero(); rows * C];
+                add_patch_rows_of(&mut g3, &gy, l, C);
+                drop(gy);
+                // fc2
+                let mut g2 = vec![E::zero(); rows * w];
+                input_grad(&mut g2, &g3, &w2, w, C, true);
+                add_param_grads(&dev, grads, &g3, h2.as_deref(), (w, C), fc2_w.as_ref(), fc2_b.as_ref())?;
+                drop(g3);
+                // the conv
+                let mut g1 = vec![E::zero(); rows * w];
+                conv_input_grad(&g2, &w_tc, kernel, grid, w, &mut g1);
+                add_conv_param_grads(
+                    &dev,
+                    grads,
+                    &g2,
+                    h1.as_deref(),
+                    kernel,
+                    grid,
+                    w,
+                    conv_w.as_ref(),
+                    conv_b.as_ref(),
+                )?;
+                drop(g2);
+                // fc1
+                let mut g0 = vec![E::zero(); rows * C];
+                input_grad(&mut g0, &g1, &w1, C, w, true);
+                add_param_grads(&dev, grads, &g1, h0.as_deref(), (C, w), fc1_w.as_ref(), fc1_b.as_ref())?;
+                drop(g1);
+                // patch_tokens
+                dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| add_to_patch_rows(gx, &g0, l, C))
+            });
+        }
+        y.put_tape(tape)
+    }
+}
 
 impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
     /// A fresh adapter as the official constructor makes it: `nn.Linear` default weights, zero
@@ -343,4 +437,85 @@ pub fn from_official_kwargs(kw: &serde_json::Value, frames: usize) -> anyhow::Re
         positions,
         blocks: Blocks::Last(kw.int("adapter_layers")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::host;
+    use crate::ops::gradcheck::rand_vec;
+
+    const C: usize = 8;
+
+    fn f32s(seed: u64, n: usize) -> Vec<f32> {
+        rand_vec(seed, n).into_iter().map(|v| v as f32).collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// An adapter of width 4 with every parameter random (a built one has a zero conv and biases).
+    fn adapter(dev: &Cpu, kernel: Kernel3) -> Adapter<C, f32, Cpu> {
+        let mut a = Adapter::build(4, kernel, dev, &mut Init::seeded(3));
+        a.fc1.bias.as_mut().unwrap().set(&f32s(4, 4));
+        a.conv.weight.set(&f32s(5, 4 * kernel.taps()));
+        a.conv.bias.set(&f32s(6, 4));
+        a.fc2.bias.as_mut().unwrap().set(&f32s(7, C));
+        a
+    }
+
+    /// The output, and the gradients of x and of every parameter (None where none is kept), of
+    /// Σ r·adapter(x), bit patterns.
+    fn run(a: &Adapter<C, f32, Cpu>, x: &Tokens<C, f32, Cpu>, grid: Grid, fused: bool) -> Vec<Option<Vec<u32>>> {
+        let y = if fused { a.forward_fused(x.leaky_trace(), grid) } else { a.forward_separate(x.leaky_trace(), grid) };
+        let yv = host(&y);
+        let r = x.device().tensor_from_vec(f32s(8, yv.len()), *y.shape());
+        let g = (y * r).sum::<Rank0, _>().backward();
+        fn grad<S: Shape>(g: &Gradients<f32, Cpu>, t: &Tensor<S, f32, Cpu>) -> Option<Vec<u32>> {
+            crate::testing::has_grad(g, t).then(|| bits(&g.get(t).as_vec()))
+        }
+        vec![
+            Some(bits(&yv)),
+            Some(bits(&g.get(x).as_vec())),
+            grad(&g, &a.fc1.weight.value),
+            grad(&g, &a.fc1.bias.as_ref().unwrap().value),
+            grad(&g, &a.conv.weight.value),
+            grad(&g, &a.conv.bias.value),
+            grad(&g, &a.fc2.weight.value),
+            grad(&g, &a.fc2.bias.as_ref().unwrap().value),
+        ]
+    }
+
+    /// The fused branch gives the bits of the separate ops (patch tokens, fc1, the conv, fc2, the
+    /// residual into the patches): the output, the input gradient and every parameter's gradient,
+    /// for kernels 3×1×1 and 3×3×3, with every parameter trained and with some frozen (no gradient
+    /// on either path), on tokens that include negative zeros (a copy keeps their sign where an
+    /// addition to zero would not).
+    #[test]
+    fn the_fused_branch_has_the_bits_of_the_separate_ops() {
+        let dev = Cpu::default();
+        let grid = Grid { b: 2, t: 3, h: 2, w: 3 };
+        let (n, l) = (grid.b * grid.t, 1 + grid.h * grid.w);
+        let mut xv = f32s(1, n * l * C);
+        xv.iter_mut().step_by(5).for_each(|v| *v = -0.0);
+        let x: Tokens<C, f32, Cpu> = dev.tensor_from_vec(xv, (n, l, Const::<C>));
+        for kernel in [Kernel3::new(3, 1, 1), Kernel3::new(3, 3, 3)] {
+            let mut a = adapter(&dev, kernel);
+            let fused = run(&a, &x, grid, true);
+            assert_eq!(fused, run(&a, &x, grid, false), "kernel {kernel}");
+            assert!(fused.iter().all(Option::is_some));
+            a.fc1.weight.trainable = false;
+            a.conv.bias.trainable = false;
+            a.fc2.bias.as_mut().unwrap().trainable = false;
+            let fused = run(&a, &x, grid, true);
+            assert_eq!(fused, run(&a, &x, grid, false), "kernel {kernel}, partly frozen");
+            assert_eq!(fused.iter().filter(|g| g.is_none()).count(), 3);
+            let eval = |f: bool| {
+                let y = if f { a.forward_fused(x.clone(), grid) } else { a.forward_separate(x.clone(), grid) };
+                bits(&host(&y))
+            };
+            assert_eq!(eval(true), eval(false), "kernel {kernel}, untraced");
+        }
+    }
 }

@@ -69,6 +69,22 @@ pub enum Tuning {
     Adapter { width: usize },
 }
 
+impl Tuning {
+    /// The protocol's name in tables and claims: "partial fine-tuning", "prompt tuning (8 tokens)"
+    /// (VPT-deep: that many tokens in every block).
+    pub fn name(&self) -> String {
+        match self {
+            Tuning::Full => "full fine-tuning".to_string(),
+            Tuning::Partial => "partial fine-tuning".to_string(),
+            Tuning::Temporal => "temporal fine-tuning".to_string(),
+            Tuning::Prompt { tokens } => format!("prompt tuning ({tokens} tokens)"),
+            Tuning::AttentionalPooling => "attentional pooling".to_string(),
+            Tuning::LinearProbe => "linear probe".to_string(),
+            Tuning::Adapter { width } => format!("Houlsby adapter (width {width})"),
+        }
+    }
+}
+
 /// A baseline of the benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,16 +127,7 @@ impl BenchmarkCfg {
             Arch::SaTa => "SA+TA",
             Arch::SaTs => "SA+TS",
         };
-        let t = match self.tuning {
-            Tuning::Full => "full fine-tuning".to_string(),
-            Tuning::Partial => "partial fine-tuning".to_string(),
-            Tuning::Temporal => "temporal fine-tuning".to_string(),
-            Tuning::Prompt { tokens } => format!("prompt tuning ({tokens} tokens per block)"),
-            Tuning::AttentionalPooling => "attentional pooling".to_string(),
-            Tuning::LinearProbe => "linear probe".to_string(),
-            Tuning::Adapter { width } => format!("Houlsby adapter (width {width})"),
-        };
-        format!("{a}, {t}")
+        format!("{a}, {}", self.tuning.name())
     }
 
     /// Which blocks carry TimeSformer's temporal attention: all, or (partial fine-tuning) the last.

@@ -20,6 +20,7 @@ struct Cli {
 }
 
 fn main() {
+    video_adapters::device::tune_host_allocator();
     if video_adapters::bench::child_entry() {
         return;
     }

@@ -12,6 +12,7 @@ use clap::Parser;
 struct Args {}
 
 fn main() {
+    video_adapters::device::tune_host_allocator();
     Args::parse();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");

@@ -2,6 +2,7 @@
 use clap::Parser;
 
 fn main() {
+    video_adapters::device::tune_host_allocator();
     let args = video_adapters::tools::clips::Args::parse();
     match video_adapters::tools::clips::run(&args) {
         Ok(text) => print!("{text}"),

@@ -68,6 +68,7 @@ struct Args {
 }
 
 fn main() {
+    video_adapters::device::tune_host_allocator();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -26,6 +26,7 @@ fn main() {
 
 #[cfg(not(feature = "ci-check"))]
 fn main() {
+    video_adapters::device::tune_host_allocator();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -165,6 +165,7 @@ enum Cmd {
 }
 
 fn main() {
+    video_adapters::device::tune_host_allocator();
     if let Err(e) = cli(Args::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

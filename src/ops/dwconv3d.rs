@@ -130,111 +130,146 @@ where
         Ok(y) => return y,
         Err(x) => x,
     };
-    let geo = Geometry { g: grid, k: kernel };
     let taps = kernel.taps();
-    let plane = grid.h * grid.w * ch;
     let dev = x.device().clone();
-
     // weight as (taps, ch) so the inner loops run over contiguous channels
     let w_tc = transpose(&weight.host(), ch, taps);
     let (x, mut tape) = x.split_tape();
-    let mut y = vec![E::zero(); frames * plane];
-    {
-        let xv = host(&x);
-        let bv = bias.host();
-        y.par_chunks_mut(plane).enumerate().for_each(|(bt, yp)| {
-            let (b, t) = (bt / grid.t, bt % grid.t);
-            for h in 0..grid.h {
-                for w in 0..grid.w {
-                    let yr = &mut yp[(h * grid.w + w) * ch..][..ch];
-                    yr.copy_from_slice(&bv);
-                    for (tap, i, j, k) in geo.taps() {
-                        if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
-                            let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
-                            let wr = &w_tc[tap * ch..][..ch];
-                            for c in 0..ch {
-                                yr[c] += wr[c] * xr[c];
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    }
+    let y = conv_forward(&host(&x), &w_tc, &bias.host(), kernel, grid, ch);
     let y = tensor(&dev, y, (frames, positions, ch));
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let dw = weight.trainable.then(|| weight.value.ghost());
-        let db = bias.trainable.then(|| bias.value.ghost());
+        let (dw, db) = (weight.grad_key(), bias.grad_key());
         let x_kept = weight.trainable.then_some(x);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
-            // dx[b, s] = Σ_tap w[tap] · gy[b, s − (tap − pad)]: loop over outputs reading each source
-            dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                gx.par_chunks_mut(plane).enumerate().for_each(|(bt, gxp)| {
-                    let (b, st) = (bt / grid.t, bt % grid.t);
-                    for sh in 0..grid.h {
-                        for sw in 0..grid.w {
-                            let gr = &mut gxp[(sh * grid.w + sw) * ch..][..ch];
-                            for (tap, i, j, k) in geo.taps() {
-                                // output (t, h, w) reads source (st, sh, sw) through tap (i, j, k)
-                                let t = (st + kernel.t / 2).checked_sub(i).filter(|&v| v < grid.t);
-                                let h = (sh + kernel.h / 2).checked_sub(j).filter(|&v| v < grid.h);
-                                let w = (sw + kernel.w / 2).checked_sub(k).filter(|&v| v < grid.w);
-                                if let (Some(t), Some(h), Some(w)) = (t, h, w) {
-                                    let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
-                                    let wr = &w_tc[tap * ch..][..ch];
-                                    for c in 0..ch {
-                                        gr[c] += wr[c] * gyr[c];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                })
-            })?;
-            if let Some(dw) = &dw {
-                let xv = host(x_kept.as_ref().expect("input kept for the weight gradient"));
-                // one frame per block: the per-tap sums do not depend on scheduling
-                let acc = super::ordered_sum(frames, 1, taps * ch, |bts, acc: &mut [E]| {
-                    for bt in bts {
-                        let (b, t) = (bt / grid.t, bt % grid.t);
-                        for h in 0..grid.h {
-                            for w in 0..grid.w {
-                                let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
-                                for (tap, i, j, k) in geo.taps() {
-                                    if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
-                                        let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
-                                        let ar = &mut acc[tap * ch..][..ch];
-                                        for c in 0..ch {
-                                            ar[c] += gyr[c] * xr[c];
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                });
-                let acc = transpose(&acc, taps, ch); // back to (ch, taps)
-                dev.update(grads.get_or_alloc_mut(dw)?, |g| g.iter_mut().zip(&acc).for_each(|(u, v)| *u += *v))?;
-            }
-            if let Some(db) = &db {
-                let sums = super::ordered_sum(gy.len() / ch, 256, ch, |rows, a: &mut [E]| {
-                    for r in rows {
-                        a.iter_mut().zip(&gy[r * ch..(r + 1) * ch]).for_each(|(u, v)| *u += *v);
-                    }
-                });
-                dev.update(grads.get_or_alloc_mut(db)?, |g| g.iter_mut().zip(&sums).for_each(|(u, v)| *u += *v))?;
-            }
-            Ok(())
+            dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| conv_input_grad(&gy, &w_tc, kernel, grid, ch, gx))?;
+            let xv = x_kept.as_ref().map(host);
+            add_conv_param_grads(&dev, grads, &gy, xv.as_deref(), kernel, grid, ch, dw.as_ref(), db.as_ref())
         });
     }
     y.put_tape(tape)
 }
 
+/// The convolution's parameter gradients, added in the backward pass: the weight's
+/// ([`conv_weight_grad`]) when it trains (its key given, the input `x` kept for it), then the
+/// bias's ([`conv_bias_grad`]) when it does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_conv_param_grads<E: Real, D: KitDevice<E>>(
+    dev: &D,
+    grads: &mut Gradients<E, D>,
+    gy: &[E],
+    x: Option<&[E]>,
+    kernel: Kernel3,
+    grid: Grid,
+    ch: usize,
+    w_key: Option<&Tensor<(usize, usize), E, D>>,
+    b_key: Option<&Tensor<(usize,), E, D>>,
+) -> Result<(), D::Err> {
+    if let (Some(k), Some(x)) = (w_key, x) {
+        let acc = conv_weight_grad(gy, x, kernel, grid, ch);
+        dev.update(grads.get_or_alloc_mut(k)?, |g| super::simd::add_assign(g, &acc))?;
+    }
+    if let Some(k) = b_key {
+        let sums = conv_bias_grad(gy, ch);
+        dev.update(grads.get_or_alloc_mut(k)?, |g| super::simd::add_assign(g, &sums))?;
+    }
+    Ok(())
+}
+
+/// The convolution's forward on host rows: x (B·T·H·W, ch) → y, with the weight as (taps, ch).
+pub(crate) fn conv_forward<E: Real>(xv: &[E], w_tc: &[E], bv: &[E], kernel: Kernel3, grid: Grid, ch: usize) -> Vec<E> {
+    let geo = Geometry { g: grid, k: kernel };
+    let plane = grid.h * grid.w * ch;
+    let mut y = vec![E::zero(); xv.len()];
+    y.par_chunks_mut(plane).enumerate().for_each(|(bt, yp)| {
+        let (b, t) = (bt / grid.t, bt % grid.t);
+        for h in 0..grid.h {
+            for w in 0..grid.w {
+                let yr = &mut yp[(h * grid.w + w) * ch..][..ch];
+                yr.copy_from_slice(bv);
+                for (tap, i, j, k) in geo.taps() {
+                    if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
+                        let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
+                        let wr = &w_tc[tap * ch..][..ch];
+                        for c in 0..ch {
+                            yr[c] += wr[c] * xr[c];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    y
+}
+
+/// `gx += ∂y/∂x · gy`: dx[b, s] = Σ_tap w[tap] · gy[b, s − (tap − pad)], a loop over outputs
+/// reading each source.
+pub(crate) fn conv_input_grad<E: Real>(gy: &[E], w_tc: &[E], kernel: Kernel3, grid: Grid, ch: usize, gx: &mut [E]) {
+    let geo = Geometry { g: grid, k: kernel };
+    let plane = grid.h * grid.w * ch;
+    gx.par_chunks_mut(plane).enumerate().for_each(|(bt, gxp)| {
+        let (b, st) = (bt / grid.t, bt % grid.t);
+        for sh in 0..grid.h {
+            for sw in 0..grid.w {
+                let gr = &mut gxp[(sh * grid.w + sw) * ch..][..ch];
+                for (tap, i, j, k) in geo.taps() {
+                    // output (t, h, w) reads source (st, sh, sw) through tap (i, j, k)
+                    let t = (st + kernel.t / 2).checked_sub(i).filter(|&v| v < grid.t);
+                    let h = (sh + kernel.h / 2).checked_sub(j).filter(|&v| v < grid.h);
+                    let w = (sw + kernel.w / 2).checked_sub(k).filter(|&v| v < grid.w);
+                    if let (Some(t), Some(h), Some(w)) = (t, h, w) {
+                        let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
+                        let wr = &w_tc[tap * ch..][..ch];
+                        for c in 0..ch {
+                            gr[c] += wr[c] * gyr[c];
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The weight's gradient `dW[c, tap] = Σ gy·x(shifted)`, as (ch, taps).
+pub(crate) fn conv_weight_grad<E: Real>(gy: &[E], xv: &[E], kernel: Kernel3, grid: Grid, ch: usize) -> Vec<E> {
+    let geo = Geometry { g: grid, k: kernel };
+    let (frames, taps) = (gy.len() / (grid.h * grid.w * ch), kernel.taps());
+    // one frame per block: the per-tap sums do not depend on scheduling
+    let acc = super::ordered_sum(frames, 1, taps * ch, |bts, acc: &mut [E]| {
+        for bt in bts {
+            let (b, t) = (bt / grid.t, bt % grid.t);
+            for h in 0..grid.h {
+                for w in 0..grid.w {
+                    let gyr = &gy[geo.row(b, t, h, w) * ch..][..ch];
+                    for (tap, i, j, k) in geo.taps() {
+                        if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
+                            let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
+                            let ar = &mut acc[tap * ch..][..ch];
+                            for c in 0..ch {
+                                ar[c] += gyr[c] * xr[c];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    transpose(&acc, taps, ch) // back to (ch, taps)
+}
+
+/// The bias's gradient `db = Σ gy` over the rows.
+pub(crate) fn conv_bias_grad<E: Real>(gy: &[E], ch: usize) -> Vec<E> {
+    super::ordered_sum(gy.len() / ch, 256, ch, |rows, a: &mut [E]| {
+        for r in rows {
+            a.iter_mut().zip(&gy[r * ch..(r + 1) * ch]).for_each(|(u, v)| *u += *v);
+        }
+    })
+}
+
 /// (rows, cols) row-major → (cols, rows) row-major.
-fn transpose<E: Real>(v: &[E], rows: usize, cols: usize) -> Vec<E> {
+pub(crate) fn transpose<E: Real>(v: &[E], rows: usize, cols: usize) -> Vec<E> {
     let mut out = vec![E::zero(); v.len()];
     for r in 0..rows {
         for c in 0..cols {

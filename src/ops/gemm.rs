@@ -110,6 +110,7 @@ pub fn matmul<E: Real>(dst: MatMut<E>, a: Mat<'_, E>, b: Mat<'_, E>, accumulate:
     if m == 0 || n == 0 {
         return;
     }
+    super::stats::count_gemm(m, n, k);
     if k == 0 {
         if !accumulate {
             for i in 0..m {

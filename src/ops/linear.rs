@@ -213,6 +213,28 @@ pub(crate) fn input_grad<E: Real>(gx: &mut [E], gy: &[E], w: &[E], n_in: usize, 
     matmul(MatMut::new(gx, rows, n_in), Mat::new(gy, rows, n_out), Mat::new(w, n_out, n_in), accumulate, Threads::All);
 }
 
+/// A linear layer's parameter gradients, added in the backward pass: `dW += gyᵀ·x` when the
+/// weight trains (its key given, `x` kept for it), then `db += Σ gy` when the bias does. The keys
+/// are the parameter tensors (shared, not copied), as [`Param::grad_key`] gives them.
+pub(crate) fn add_param_grads<E: Real, D: KitDevice<E>, SW: Shape, SB: Shape>(
+    dev: &D,
+    grads: &mut Gradients<E, D>,
+    gy: &[E],
+    x: Option<&[E]>,
+    (n_in, n_out): (usize, usize),
+    w_key: Option<&Tensor<SW, E, D>>,
+    b_key: Option<&Tensor<SB, E, D>>,
+) -> Result<(), D::Err> {
+    if let (Some(k), Some(x)) = (w_key, x) {
+        dev.update(grads.get_or_alloc_mut(k)?, |gw| weight_grad(gw, gy, x, n_in, n_out))?;
+    }
+    if let Some(k) = b_key {
+        let sums = column_sums(gy, n_out);
+        dev.update(grads.get_or_alloc_mut(k)?, |gb| add_assign(gb, &sums))?;
+    }
+    Ok(())
+}
+
 /// A tensor and its values on the host.
 type WithHost<'a, S, E, D> = (&'a Tensor<S, E, D>, Arc<Vec<E>>);
 
@@ -246,20 +268,13 @@ where
 
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-        let w_ghost = weight.ghost();
-        let b_ghost = bias.filter(|_| want_db).map(|(b, _)| b.ghost());
+        let w_key = want_dw.then(|| weight.clone());
+        let b_key = bias.filter(|_| want_db).map(|(b, _)| b.clone());
         let x_kept = want_dw.then_some(xv);
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| input_grad(gx, &gy, &wv, n_in, n_out, true))?;
-            if let Some(xv) = x_kept {
-                dev.update(grads.get_or_alloc_mut(&w_ghost)?, |gw| weight_grad(gw, &gy, &xv, n_in, n_out))?;
-            }
-            if let Some(b_ghost) = b_ghost {
-                let sums = column_sums(&gy, n_out);
-                dev.update(grads.get_or_alloc_mut(&b_ghost)?, |gb| add_assign(gb, &sums))?;
-            }
-            Ok(())
+            add_param_grads(&dev, grads, &gy, x_kept.as_deref(), (n_in, n_out), w_key.as_ref(), b_key.as_ref())
         });
     }
     y.put_tape(tape)

@@ -95,10 +95,35 @@ where
 }
 // ANCHOR_END: promote
 
-/// Counts of work done by the backward passes of the current thread (for tests that check what a
-/// frozen backbone skips).
+/// Counts of work done: by the backward passes of the current thread (for tests that check what a
+/// frozen backbone skips), and the multiply-adds of the matrix products of the whole process while
+/// [`stats::gemm_macs_of`] runs (for the bench's GEMM bound).
 pub mod stats {
     use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    static COUNT_GEMM: AtomicBool = AtomicBool::new(false);
+    static GEMM_MACS: AtomicU64 = AtomicU64::new(0);
+
+    /// Runs `f` and returns the multiply-adds (m·n·k each) of every product [`super::gemm::matmul`]
+    /// ran meanwhile, on any thread of the process: the GEMM work of a computation as the kit
+    /// executes it. Counting is off outside this call (one relaxed load per product). Two calls at
+    /// once, or products of other threads meanwhile, would be counted together: for one
+    /// computation at a time in its own process (the bench's children, a test binary of one test).
+    pub fn gemm_macs_of(f: impl FnOnce()) -> u64 {
+        GEMM_MACS.store(0, Ordering::SeqCst);
+        COUNT_GEMM.store(true, Ordering::SeqCst);
+        f();
+        COUNT_GEMM.store(false, Ordering::SeqCst);
+        GEMM_MACS.swap(0, Ordering::SeqCst)
+    }
+
+    #[inline]
+    pub(crate) fn count_gemm(m: usize, n: usize, k: usize) {
+        if COUNT_GEMM.load(Ordering::Relaxed) {
+            GEMM_MACS.fetch_add((m * n * k) as u64, Ordering::Relaxed);
+        }
+    }
 
     thread_local! {
         static WEIGHT_GRAD_PRODUCTS: Cell<usize> = const { Cell::new(0) };

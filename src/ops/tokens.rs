@@ -55,22 +55,33 @@ pub fn cls_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, 
 pub fn patch_tokens<X: Dim, E: Real, D: KitDevice<E>, T: Tape<E, D>>(x: Tok<X, E, D, T>) -> Tok<X, E, D, T> {
     let (n, l, xd) = *x.shape();
     let c = xd.size();
-    let row = (l - 1) * c;
     select(
         x,
         (n, l - 1, xd),
         TokenOp::Patches { n, l, c },
-        move |src: &[E], dst: &mut [E]| {
-            dst.par_chunks_mut(row)
-                .enumerate()
-                .for_each(|(r, d)| d.copy_from_slice(&src[r * l * c + c..(r + 1) * l * c]));
-        },
-        move |g: &[E], gx: &mut [E]| {
-            gx.par_chunks_mut(l * c)
-                .enumerate()
-                .for_each(|(r, d)| d[c..].iter_mut().zip(&g[r * row..(r + 1) * row]).for_each(|(a, b)| *a += *b));
-        },
+        move |src: &[E], dst: &mut [E]| copy_patch_rows(dst, src, l, c),
+        move |g: &[E], gx: &mut [E]| add_to_patch_rows(gx, g, l, c),
     )
+}
+
+/// `p = x[:, 1:, :]` on host rows: p (N, L − 1, c), x (N, L, c).
+pub(crate) fn copy_patch_rows<E: Real>(p: &mut [E], x: &[E], l: usize, c: usize) {
+    p.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| d.copy_from_slice(&x[r * l * c + c..(r + 1) * l * c]));
+}
+
+/// `x[:, 1:, :] += p` on host rows: x (N, L, c), p (N, L − 1, c).
+pub(crate) fn add_to_patch_rows<E: Real>(x: &mut [E], p: &[E], l: usize, c: usize) {
+    let row = (l - 1) * c;
+    x.par_chunks_mut(l * c)
+        .enumerate()
+        .for_each(|(r, d)| d[c..].iter_mut().zip(&p[r * row..(r + 1) * row]).for_each(|(a, b)| *a += *b));
+}
+
+/// `p += x[:, 1:, :]` on host rows: p (N, L − 1, c), x (N, L, c).
+pub(crate) fn add_patch_rows_of<E: Real>(p: &mut [E], x: &[E], l: usize, c: usize) {
+    p.par_chunks_mut((l - 1) * c)
+        .enumerate()
+        .for_each(|(r, d)| d.iter_mut().zip(&x[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a += *b));
 }
 
 /// A gather-like op: `y = copy(x)`, `gx += scatter(gy)`.
@@ -123,12 +134,7 @@ where
     let (delta, td) = delta.split_tape();
     let mut tape = td.merge(tx);
     let mut y = host(&x);
-    {
-        let dv = host(&delta);
-        y.par_chunks_mut(l * c).enumerate().for_each(|(r, yr)| {
-            yr[c..].iter_mut().zip(&dv[r * (l - 1) * c..(r + 1) * (l - 1) * c]).for_each(|(a, b)| *a += *b)
-        });
-    }
+    add_to_patch_rows(&mut y, &host(&delta), l, c);
     let y = tensor(&dev, y, (n, l, xd));
     if TD::OWNS_TAPE {
         let (xg, dg, yg) = (x.ghost(), delta.ghost(), y.ghost());
@@ -137,11 +143,7 @@ where
             dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
                 gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a += *b)
             })?;
-            dev.update(grads.get_or_alloc_mut(&dg)?, |gd| {
-                gd.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| {
-                    d.iter_mut().zip(&gy[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a += *b)
-                })
-            })
+            dev.update(grads.get_or_alloc_mut(&dg)?, |gd| add_patch_rows_of(gd, &gy, l, c))
         });
     }
     y.put_tape(tape)

@@ -198,16 +198,7 @@ impl Method {
                     Arch::SaTa => "SA+TA (TimeSformer)",
                     Arch::SaTs => "SA+TS (X-ViT)",
                 };
-                let t = match tuning {
-                    Tuning::Full => "full fine-tuning".to_string(),
-                    Tuning::Partial => "partial fine-tuning".to_string(),
-                    Tuning::Temporal => "temporal fine-tuning".to_string(),
-                    Tuning::Prompt { tokens } => format!("prompt tuning ({tokens} tokens)"),
-                    Tuning::AttentionalPooling => "attentional pooling".to_string(),
-                    Tuning::LinearProbe => "linear probe".to_string(),
-                    Tuning::Adapter { width } => format!("Houlsby adapter (width {width})"),
-                };
-                format!("{a} {t}")
+                format!("{a} {}", tuning.name())
             }
             Method::StAblation { width, pre_attn, pre_mlp, post_mlp, layers } => {
                 let mut at = Vec::new();

@@ -101,6 +101,7 @@ pub fn help_title(name: &str) -> anyhow::Result<String> {
 /// build the report, print it.
 fn main(name: &str, runner: Runner) {
     use clap::{CommandFactory, FromArgMatches};
+    crate::device::tune_host_allocator();
     if measure::child_entry() {
         return;
     }
