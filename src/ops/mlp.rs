@@ -281,10 +281,11 @@ fn ln_residual_backward<E: Real>(
 /// than L2 once per tile, and one product over all rows already runs near the GEMM peak. The
 /// bounds on c and hd also bound each thread's scratch (under 3 MiB of f32).
 ///
-/// In the whole small-preset step the gain mostly vanishes (the bench, 2 threads, CPU time,
-/// interleaved against the untiled build: from 4 % faster to 11 % slower between runs on the
-/// shared machine, evaluation within ±5 %), as the 480 MiB L3 holds the untiled op's hidden
-/// tensors too; the peak memory of the step drops from 202 to 186 MiB.
+/// In the whole small-preset step (the bench, 2 threads, interleaved against the untiled build,
+/// nine rounds of three repetitions): on a quiet machine 0.91 and 0.93 of the time before in CPU
+/// time, 0.92 and 0.93 on the wall clock, evaluation 0.96 to 1.00; peak memory 202 → 186 MiB.
+/// Measured earlier with other work on the machine, the same comparison had ranged from 0.96 to
+/// 1.09 of before.
 fn tile_rows(c: usize, hd: usize) -> usize {
     if c <= 512 && hd <= 512 && c * hd <= 1 << 16 {
         256
