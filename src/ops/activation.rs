@@ -81,6 +81,31 @@ multiversion! {
 }
 
 multiversion! {
+    /// y[i] = f(x[i]) and d[i] = f'(x[i]), in one pass (`y` and `d` need not be initialised): the
+    /// same bits as [`act_and_slope`], with the pre-activation left in place (a tile's scratch) and
+    /// the slope written elsewhere (the rows the backward pass keeps).
+    pub(crate) fn act_and_slope_to<E: Real>(
+        act: Act,
+        x: &[E],
+        y: &mut [std::mem::MaybeUninit<E>],
+        d: &mut [std::mem::MaybeUninit<E>],
+    ) {
+        match act {
+            Act::QuickGelu => y.iter_mut().zip(d.iter_mut()).zip(x).for_each(|((y, d), &x)| {
+                let (f, s) = Act::QuickGelu.f_df(x);
+                y.write(f);
+                d.write(s);
+            }),
+            Act::Gelu => y.iter_mut().zip(d.iter_mut()).zip(x).for_each(|((y, d), &x)| {
+                let (f, s) = Act::Gelu.f_df(x);
+                y.write(f);
+                d.write(s);
+            }),
+        }
+    }
+}
+
+multiversion! {
     /// g[i] ← g[i] · d[i].
     pub(crate) fn mul_assign<E: Real>(g: &mut [E], d: &[E]) {
         for (g, d) in g.iter_mut().zip(d) {

@@ -139,6 +139,45 @@ pub(crate) fn affine_residual<E: Real>(
     }
 }
 
+/// `[res +] x·Wᵀ + b` into `y` (rows, n_out) on the calling thread: one row tile of
+/// [`affine_new`] or [`affine_residual`] inside a parallel loop over tiles. Each row gets the same
+/// bits as there: the same first pass (`res + b`, `res`, `b` or nothing), then the product added
+/// (gemm's sum over the inner dimension is cut into blocks that depend on that dimension only).
+pub(crate) fn affine_tile<E: Real>(
+    y: &mut [std::mem::MaybeUninit<E>],
+    res: Option<&[E]>,
+    x: &[E],
+    w: &[E],
+    b: Option<&[E]>,
+    n_in: usize,
+    n_out: usize,
+) {
+    let rows = y.len() / n_out.max(1);
+    match (res, b) {
+        (Some(res), Some(b)) => {
+            y.chunks_exact_mut(n_out).zip(res.chunks_exact(n_out)).for_each(|(yr, rr)| add_to(yr, rr, b))
+        }
+        (Some(res), None) => write_from(y, res),
+        (None, Some(b)) => y.chunks_exact_mut(n_out).for_each(|row| write_from(row, b)),
+        (None, None) => {}
+    }
+    let (x, w) = (Mat::new(x, rows, n_in), Mat::new(w, n_out, n_in).t());
+    matmul(MatMut::uninit(y, rows, n_out), x, w, res.is_some() || b.is_some(), Threads::One);
+}
+
+/// `gy·W` into `gx` (rows, n_in) on the calling thread, every element written: one row tile of
+/// [`input_grad_new`] (the same bits per row).
+pub(crate) fn input_grad_tile<E: Real>(
+    gx: &mut [std::mem::MaybeUninit<E>],
+    gy: &[E],
+    w: &[E],
+    n_in: usize,
+    n_out: usize,
+) {
+    let rows = gy.len() / n_out.max(1);
+    matmul(MatMut::uninit(gx, rows, n_in), Mat::new(gy, rows, n_out), Mat::new(w, n_out, n_in), false, Threads::One)
+}
+
 /// `gy·W` into a new vector (rows, n_in), not zero-filled first: gy (rows, n_out), W (n_out, n_in).
 pub(crate) fn input_grad_new<E: Real>(gy: &[E], w: &[E], n_in: usize, n_out: usize) -> Vec<E> {
     let rows = gy.len() / n_out.max(1);

@@ -192,6 +192,25 @@ pub(crate) unsafe fn written<E>(n: usize, fill: impl FnOnce(&mut [std::mem::Mayb
     v
 }
 
+/// [`written`] into a reused vector (a parallel worker's scratch buffer): its old contents are
+/// dropped and its allocation kept, so a loop over tiles allocates (and the kernel zeroes) each page
+/// once per worker instead of once per tile.
+///
+/// # Safety
+/// As for [`written`]: `fill` must write every element of the slice it is given.
+pub(crate) unsafe fn written_into<E>(
+    v: &mut Vec<E>,
+    n: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<E>]),
+) -> &mut [E] {
+    v.clear();
+    v.reserve(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's `fill` initialised all n elements.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Views an initialised slice as possibly-uninitialised memory, for a kernel that writes either
 /// kind of buffer.
 ///
