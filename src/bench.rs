@@ -891,6 +891,16 @@ impl Report {
         side.medians.get(&key).copied()
     }
 
+    /// One side's GEMM peak, GFLOP per second of CPU time with `--cpu`, of wall-clock time otherwise.
+    fn gemm_peak(&self, side: &Side) -> Option<f64> {
+        side.medians.get(if self.opts.cpu { "gemm/gflops_cpu" } else { "gemm/gflops" }).copied()
+    }
+
+    /// The kit's counted GEMM work of a timed metric (`case/metric`), GFLOP.
+    fn gflop(&self, key: &str) -> Option<f64> {
+        self.kit.medians.get(&format!("{key}_gflop")).copied()
+    }
+
     /// A row's figure on one side, in its unit (ms, s, or clips/s).
     fn figure(&self, side: &Side, r: &Row) -> Option<f64> {
         self.figure_of(self.time(side, r.key)?, r)
@@ -1078,7 +1088,7 @@ impl Report {
 
         // frozen backbone vs full fine-tuning, the kit against itself
         if let Some(full) = self.time(&self.kit, "step:full/step") {
-            let gflop = |case: &str| self.kit.medians.get(&format!("{case}/step_gflop")).copied();
+            let gflop = |case: &str| self.gflop(&format!("{case}/step"));
             let _ = writeln!(
                 s,
                 "\nThe kit's frozen-backbone steps against its own full fine-tuning step, in time and in GEMM work (counted as the kit runs them: what the ratio of times would be at equal GEMM speed):\n"
@@ -1122,7 +1132,7 @@ impl Report {
                 "| side | GEMM peak GFLOP/s | block forward GFLOP/s | share of peak |\n|---|---:|---:|---:|"
             );
             for (name, x) in sides {
-                let peak = x.medians.get(if self.opts.cpu { "gemm/gflops_cpu" } else { "gemm/gflops" });
+                let peak = self.gemm_peak(x);
                 let fwd = self.time(x, "block/forward").map(|t| flops / t / 1e9);
                 let _ = writeln!(
                     s,
@@ -1146,14 +1156,13 @@ impl Report {
     /// work, and GEMMs below peak) may take, and takes now. Empty without a kit GEMM peak, a
     /// PyTorch side or any count.
     fn gemm_bounds(&self) -> String {
-        let peak = self.kit.medians.get(if self.opts.cpu { "gemm/gflops_cpu" } else { "gemm/gflops" });
-        let (Some(&peak), Some(torch)) = (peak, &self.torch) else { return String::new() };
+        let (Some(peak), Some(torch)) = (self.gemm_peak(&self.kit), &self.torch) else { return String::new() };
         let ms = |t: f64| if t >= 1.0 { format!("{t:.2} s") } else { format!("{:.0} ms", 1e3 * t) };
         let mut lines = String::new();
         for r in rows(&self.opts) {
             let Some(target) = r.target else { continue };
-            let gflop = self.kit.medians.get(&format!("{}_gflop", r.key));
-            let (Some(&gflop), Some(kit), Some(theirs)) = (gflop, self.time(&self.kit, r.key), self.time(torch, r.key))
+            let (Some(gflop), Some(kit), Some(theirs)) =
+                (self.gflop(r.key), self.time(&self.kit, r.key), self.time(torch, r.key))
             else {
                 continue;
             };

@@ -550,8 +550,8 @@ pub fn tensor_filled<S: Shape, E: Dtype, D: Device<E>>(
 /// pages for the next step, about a tenth of the small preset's training step on this machine.
 /// Fixing the mmap threshold at 32 MiB (the most its adaptive threshold reaches on 64-bit targets)
 /// and never trimming below 2 GiB keeps those blocks in the heap. Larger blocks are still mapped
-/// and unmapped each time (ViT-B/16's MLP activations at two clips per step and more). The peak resident memory does not grow, because the peak is
-/// reached inside a step anyway.
+/// and unmapped each time (ViT-B/16's MLP activations at two clips per step and more). The peak
+/// resident memory does not grow, because the peak is reached inside a step anyway.
 pub fn tune_host_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -214,7 +214,6 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
         use ops::dwconv3d::{add_conv_param_grads, conv_forward, conv_input_grad, transpose};
         use ops::linear::{add_param_grads, affine_new, input_grad};
         use ops::tokens::{add_patch_rows_of, add_to_patch_rows, copy_patch_rows};
-        use rayon::prelude::*;
 
         let (n, l, _) = *x.shape();
         let (w, kernel) = (self.fc1.out_features(), self.conv.kernel);
@@ -249,9 +248,7 @@ impl<const C: usize, E: Real, D: KitDevice<E>> Adapter<C, E, D> {
             tape.add_backward_op(move |grads| {
                 let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
                 // add_to_patches
-                dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| {
-                    gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a += *b)
-                })?;
+                dev.update(grads.get_or_alloc_mut(&x_ghost)?, |gx| ops::simd::add_assign_par(gx, &gy))?;
                 let mut g3 = vec![E::zero(); rows * C];
                 add_patch_rows_of(&mut g3, &gy, l, C);
                 drop(gy);

@@ -387,9 +387,7 @@ fn forward_tiled<E: Real>(
                         stats
                     } else {
                         // untraced: the statistics are written to scratch and not read again
-                        st.clear();
-                        st.reserve(2 * n);
-                        &mut st.spare_capacity_mut()[..2 * n]
+                        super::uninit_scratch(st, 2 * n)
                     };
                     // SAFETY: ln_forward_rows writes every row (c values) of its output.
                     unsafe { super::written_into(h, n * c, |h| ln_forward_rows(x, c, gamma, beta, eps, h, st)) }

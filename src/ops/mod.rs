@@ -185,10 +185,9 @@ pub(crate) fn ordered_sum<E: crate::Real>(
 /// `fill` must write every element of the slice it is given (with `MaybeUninit::write`, or through
 /// raw pointers such as a product with `accumulate = false`) before returning.
 pub(crate) unsafe fn written<E>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<E>])) -> Vec<E> {
-    let mut v = Vec::with_capacity(n);
-    fill(&mut v.spare_capacity_mut()[..n]);
-    // SAFETY: the caller's `fill` initialised all n elements.
-    unsafe { v.set_len(n) };
+    let mut v = Vec::new();
+    // SAFETY: the caller's contract is `written_into`'s.
+    unsafe { written_into(&mut v, n, fill) };
     v
 }
 
@@ -203,12 +202,18 @@ pub(crate) unsafe fn written_into<E>(
     n: usize,
     fill: impl FnOnce(&mut [std::mem::MaybeUninit<E>]),
 ) -> &mut [E] {
-    v.clear();
-    v.reserve(n);
-    fill(&mut v.spare_capacity_mut()[..n]);
+    fill(uninit_scratch(v, n));
     // SAFETY: the caller's `fill` initialised all n elements.
     unsafe { v.set_len(n) };
     v
+}
+
+/// `n` elements of a reused vector's allocation, uninitialised: its old contents are dropped and
+/// its allocation kept (grown to `n` if needed). The vector's length stays 0.
+pub(crate) fn uninit_scratch<E>(v: &mut Vec<E>, n: usize) -> &mut [std::mem::MaybeUninit<E>] {
+    v.clear();
+    v.reserve(n);
+    &mut v.spare_capacity_mut()[..n]
 }
 
 /// Views an initialised slice as possibly-uninitialised memory, for a kernel that writes either

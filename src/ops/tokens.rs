@@ -140,9 +140,7 @@ where
         let (xg, dg, yg) = (x.ghost(), delta.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&yg)?);
-            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| {
-                gx.par_iter_mut().zip(gy.par_iter()).for_each(|(a, b)| *a += *b)
-            })?;
+            dev.update(grads.get_or_alloc_mut(&xg)?, |gx| super::simd::add_assign_par(gx, &gy))?;
             dev.update(grads.get_or_alloc_mut(&dg)?, |gd| add_patch_rows_of(gd, &gy, l, c))
         });
     }
