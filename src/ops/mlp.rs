@@ -286,7 +286,7 @@ fn ln_residual_backward<E: Real>(
 /// time, 0.92 and 0.93 on the wall clock, evaluation 0.96 to 1.00; peak memory 202 → 186 MiB.
 /// Measured earlier with other work on the machine, the same comparison had ranged from 0.96 to
 /// 1.09 of before.
-fn tile_rows(c: usize, hd: usize) -> usize {
+pub(super) fn tile_rows(c: usize, hd: usize) -> usize {
     if c <= 512 && hd <= 512 && c * hd <= 1 << 16 {
         256
     } else {
@@ -296,13 +296,13 @@ fn tile_rows(c: usize, hd: usize) -> usize {
 
 /// The row ranges of the tiles: `tile` rows each, the last one also takes the remainder (so no
 /// tile is short: gemm treats products of one row, or of at most 256 outputs, differently).
-fn tiles(rows: usize, tile: usize) -> Vec<std::ops::Range<usize>> {
+pub(super) fn tiles(rows: usize, tile: usize) -> Vec<std::ops::Range<usize>> {
     let n = (rows / tile.max(1)).max(1);
     (0..n).map(|i| i * tile..if i + 1 == n { rows } else { (i + 1) * tile }).collect()
 }
 
 /// Cuts `buf` (rows of `width` values) into the row ranges of `tiles`, in order.
-fn cut<'a, T>(mut buf: &'a mut [T], width: usize, tiles: &[std::ops::Range<usize>]) -> Vec<&'a mut [T]> {
+pub(super) fn cut<'a, T>(mut buf: &'a mut [T], width: usize, tiles: &[std::ops::Range<usize>]) -> Vec<&'a mut [T]> {
     tiles
         .iter()
         .map(|r| {
@@ -326,13 +326,16 @@ struct Parts<'a, E> {
 }
 
 /// One worker's buffers for one tile at a time: the LayerNorm's output and statistics, the
-/// pre-activation and the activation (or, in the backward pass, the hidden gradient).
+/// pre-activation and the activation (or, in the backward pass, the hidden gradient). The
+/// attention's tiles (`attention::forward_tiled`) use them for q;k;v and the attention output,
+/// and `scores` for one score matrix.
 #[derive(Default)]
-struct Scratch<E> {
-    h: Vec<E>,
-    stats: Vec<E>,
-    pre: Vec<E>,
-    a: Vec<E>,
+pub(super) struct Scratch<E> {
+    pub h: Vec<E>,
+    pub stats: Vec<E>,
+    pub pre: Vec<E>,
+    pub a: Vec<E>,
+    pub scores: Vec<E>,
 }
 
 thread_local! {
@@ -346,7 +349,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffers. `f` must not call back into rayon (a stolen tile
 /// would find the buffers borrowed); the tiles' products run on the calling thread.
-fn with_scratch<E: Real, R>(f: impl FnOnce(&mut Scratch<E>) -> R) -> R {
+pub(super) fn with_scratch<E: Real, R>(f: impl FnOnce(&mut Scratch<E>) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !slot.as_ref().is_some_and(|b| b.is::<Scratch<E>>()) {
