@@ -634,7 +634,7 @@ fn forward_tiled<E: Real>(
             };
             let qkv: &[E] = if traced {
                 affine_tile(qkv, None, h, w.w_in, Some(w.b_in), c, c3);
-                unsafe { assume_init(qkv) }
+                unsafe { super::assume_init(qkv) }
             } else {
                 unsafe { super::written_into(pre, nr * c3, |q| affine_tile(q, None, h, w.w_in, Some(w.b_in), c, c3)) }
             };
@@ -647,7 +647,7 @@ fn forward_tiled<E: Real>(
                 // SAFETY: one task at a time; the blocks tile `o` and `lse` (the tile's own rows).
                 unsafe { attention_task(qkv, c, heads, lay, scale, task, scores, &out, lse.as_ref()) };
             }
-            let o: &[E] = unsafe { assume_init(o) };
+            let o: &[E] = unsafe { super::assume_init(o) };
             affine_tile(y, residual.then_some(x), o, w.w_out, w.b_out, c, c);
         })
     });
@@ -719,15 +719,6 @@ fn backward_tiled<E: Real>(
             }
         })
     });
-}
-
-/// An initialised slice of `MaybeUninit` read as values.
-///
-/// # Safety
-/// Every element must have been written.
-unsafe fn assume_init<E>(s: &[std::mem::MaybeUninit<E>]) -> &[E] {
-    // SAFETY: same layout; the caller promises every element is initialised.
-    unsafe { &*(s as *const [std::mem::MaybeUninit<E>] as *const [E]) }
 }
 
 /// [`attend`] as its separate ops (`layer_norm`, `linear`, [`self_attention`], `linear`, `add`), for

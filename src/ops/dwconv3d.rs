@@ -180,28 +180,43 @@ pub(crate) fn add_conv_param_grads<E: Real, D: KitDevice<E>>(
 
 /// The convolution's forward on host rows: x (B·T·H·W, ch) → y, with the weight as (taps, ch).
 pub(crate) fn conv_forward<E: Real>(xv: &[E], w_tc: &[E], bv: &[E], kernel: Kernel3, grid: Grid, ch: usize) -> Vec<E> {
-    let geo = Geometry { g: grid, k: kernel };
     let plane = grid.h * grid.w * ch;
     let mut y = vec![E::zero(); xv.len()];
-    y.par_chunks_mut(plane).enumerate().for_each(|(bt, yp)| {
-        let (b, t) = (bt / grid.t, bt % grid.t);
-        for h in 0..grid.h {
-            for w in 0..grid.w {
-                let yr = &mut yp[(h * grid.w + w) * ch..][..ch];
-                yr.copy_from_slice(bv);
-                for (tap, i, j, k) in geo.taps() {
-                    if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
-                        let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
-                        let wr = &w_tc[tap * ch..][..ch];
-                        for c in 0..ch {
-                            yr[c] += wr[c] * xr[c];
-                        }
+    y.par_chunks_mut(plane).enumerate().for_each(|(bt, yp)| conv_plane(xv, w_tc, bv, kernel, grid, ch, bt, yp));
+    y
+}
+
+/// Output frame `bt` (= b·T + t) of [`conv_forward`] into `yp` (H·W rows of ch), every element
+/// written: the bias, then the taps in order. A tile of whole videos runs it frame by frame on
+/// its own rows, with the tile's grid.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_plane<E: Real>(
+    xv: &[E],
+    w_tc: &[E],
+    bv: &[E],
+    kernel: Kernel3,
+    grid: Grid,
+    ch: usize,
+    bt: usize,
+    yp: &mut [E],
+) {
+    let geo = Geometry { g: grid, k: kernel };
+    let (b, t) = (bt / grid.t, bt % grid.t);
+    for h in 0..grid.h {
+        for w in 0..grid.w {
+            let yr = &mut yp[(h * grid.w + w) * ch..][..ch];
+            yr.copy_from_slice(bv);
+            for (tap, i, j, k) in geo.taps() {
+                if let Some((st, sh, sw)) = geo.src(t, h, w, i, j, k) {
+                    let xr = &xv[geo.row(b, st, sh, sw) * ch..][..ch];
+                    let wr = &w_tc[tap * ch..][..ch];
+                    for c in 0..ch {
+                        yr[c] += wr[c] * xr[c];
                     }
                 }
             }
         }
-    });
-    y
+    }
 }
 
 /// `gx += ∂y/∂x · gy`: dx[b, s] = Σ_tap w[tap] · gy[b, s − (tap − pad)], a loop over outputs

@@ -286,7 +286,7 @@ fn ln_residual_backward<E: Real>(
 /// time, 0.92 and 0.93 on the wall clock, evaluation 0.96 to 1.00; peak memory 202 → 186 MiB.
 /// Measured earlier with other work on the machine, the same comparison had ranged from 0.96 to
 /// 1.09 of before.
-pub(super) fn tile_rows(c: usize, hd: usize) -> usize {
+pub(crate) fn tile_rows(c: usize, hd: usize) -> usize {
     if c <= 512 && hd <= 512 && c * hd <= 1 << 16 {
         256
     } else {
@@ -302,7 +302,7 @@ pub(super) fn tiles(rows: usize, tile: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Cuts `buf` (rows of `width` values) into the row ranges of `tiles`, in order.
-pub(super) fn cut<'a, T>(mut buf: &'a mut [T], width: usize, tiles: &[std::ops::Range<usize>]) -> Vec<&'a mut [T]> {
+pub(crate) fn cut<'a, T>(mut buf: &'a mut [T], width: usize, tiles: &[std::ops::Range<usize>]) -> Vec<&'a mut [T]> {
     tiles
         .iter()
         .map(|r| {
@@ -330,7 +330,7 @@ struct Parts<'a, E> {
 /// attention's tiles (`attention::forward_tiled`) use them for q;k;v and the attention output,
 /// and `scores` for one score matrix.
 #[derive(Default)]
-pub(super) struct Scratch<E> {
+pub(crate) struct Scratch<E> {
     pub h: Vec<E>,
     pub stats: Vec<E>,
     pub pre: Vec<E>,
@@ -349,7 +349,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffers. `f` must not call back into rayon (a stolen tile
 /// would find the buffers borrowed); the tiles' products run on the calling thread.
-pub(super) fn with_scratch<E: Real, R>(f: impl FnOnce(&mut Scratch<E>) -> R) -> R {
+pub(crate) fn with_scratch<E: Real, R>(f: impl FnOnce(&mut Scratch<E>) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !slot.as_ref().is_some_and(|b| b.is::<Scratch<E>>()) {

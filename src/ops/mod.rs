@@ -227,6 +227,15 @@ pub(crate) unsafe fn as_uninit<E>(s: &mut [E]) -> &mut [std::mem::MaybeUninit<E>
     unsafe { &mut *(s as *mut [E] as *mut [std::mem::MaybeUninit<E>]) }
 }
 
+/// A slice of `MaybeUninit` whose every element was written, read as values.
+///
+/// # Safety
+/// Every element must have been initialised.
+pub(crate) unsafe fn assume_init<E>(s: &[std::mem::MaybeUninit<E>]) -> &[E] {
+    // SAFETY: same layout; the caller promises every element is initialised.
+    unsafe { &*(s as *const [std::mem::MaybeUninit<E>] as *const [E]) }
+}
+
 /// A raw pointer that kernels share between threads writing disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut<E>(pub *mut E);
