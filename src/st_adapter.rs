@@ -334,7 +334,7 @@ fn forward_tiled<E: Real>(y: &mut [E], p: &TileParts<'_, E>, keep: [bool; 3]) ->
     use ops::mlp::{cut, with_scratch, Scratch};
     use rayon::prelude::*;
     let (c, w, l, g) = (p.c, p.w, p.l, p.grid);
-    let (np, rows) = (g.t * g.h * g.w, g.b * g.t * g.h * g.w); // patch rows per video, in all
+    let (np, rows) = (g.t * g.positions(), g.frames() * g.positions()); // patch rows per video, in all
     let videos: Vec<_> = (0..g.b).map(|v| v..v + 1).collect();
     let all = [rows * c, rows * w, rows * w];
     let n = [0, 1, 2].map(|i| if keep[i] { all[i] } else { 0 });
@@ -383,8 +383,9 @@ fn forward_tiled<E: Real>(y: &mut [E], p: &TileParts<'_, E>, keep: [bool; 3]) ->
                 conv_plane(h1, p.w_tc, p.bc, p.kernel, vgrid, w, t, yp);
             }
             let h3: &[E] = unsafe { ops::written_into(s3, np * c, |d| affine_tile(d, None, h2, p.w2, p.b2, w, c)) };
+            // add_to_patches, frame by frame (the kernel `tokens::add_to_patch_rows` runs)
             for (f, hr) in h3.chunks_exact((l - 1) * c).enumerate() {
-                y[f * l * c + c..(f + 1) * l * c].iter_mut().zip(hr).for_each(|(a, b)| *a += *b);
+                ops::simd::add_assign(&mut y[f * l * c + c..(f + 1) * l * c], hr);
             }
         })
     });

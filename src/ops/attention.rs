@@ -436,9 +436,9 @@ where
     let out = &mha.out_proj;
     let (w_out, b_out) = (out.weight.host(), out.bias.as_ref().map(|b| b.host()));
     let b_out = b_out.as_deref().map(|b| &b[..]);
-    let keep_o = traced && out.weight.grad_key().is_some();
+    let keep_o = traced && out.weight.trainable;
     let tile_frames = frames(c, l, axis);
-    let Forward { y, stats, qkv, lse, o } = {
+    let Forward { y, stats, qkv, lse, o: o_kept } = {
         let lnr = lnp.as_ref().map(|(g, b, eps)| (&g[..], &b[..], *eps));
         let w = Weights { w_in: &w_in, b_in: &b_in, w_out: &w_out, b_out };
         match tile_frames {
@@ -460,7 +460,6 @@ where
             Some(ln) => (ln.weight.grad_key(), ln.bias.grad_key()),
             None => (None, None),
         };
-        let o_kept = o;
         tape.add_backward_op(move |grads| {
             let gy = dev.take(grads.get_or_alloc_mut(&y_ghost)?);
             // out_proj
@@ -556,6 +555,12 @@ fn frames_per_tile(c: usize, l: usize, axis: SeqAxis) -> Option<usize> {
     (axis == SeqAxis::Tokens && fits && l > 0).then(|| 256usize.div_ceil(l))
 }
 
+/// The token-row ranges of tiles of `frames` whole frames (of `l` rows) out of `n` (the last tile
+/// takes the remainder), shared by [`forward_tiled`] and [`backward_tiled`].
+fn frame_tiles(n: usize, l: usize, frames: usize) -> Vec<std::ops::Range<usize>> {
+    super::mlp::tiles(n, frames).iter().map(|f| f.start * l..f.end * l).collect()
+}
+
 /// [`attend`]'s forward pass, each step over all rows: the LayerNorm, in_proj, the attention and
 /// out_proj (with the residual).
 fn forward_whole<E: Real>(
@@ -594,11 +599,10 @@ fn forward_tiled<E: Real>(
     (traced, keep_o): (bool, bool),
     frames: usize,
 ) -> Forward<E> {
-    use super::mlp::{cut, tiles, with_scratch, Scratch};
+    use super::mlp::{cut, with_scratch, Scratch};
     let (rows, c3) = (xv.len() / c, 3 * c);
     let n = rows / l;
-    let by_frame = tiles(n, frames);
-    let by_row: Vec<_> = by_frame.iter().map(|f| f.start * l..f.end * l).collect();
+    let by_row = frame_tiles(n, l, frames);
     let len = |keep: bool, per_row: usize| if keep { rows * per_row } else { 0 };
     let n_stats = len(traced && ln.is_some(), 2);
     let (n_qkv, n_lse, n_o) = (len(traced, c3), len(traced, heads), len(keep_o, c));
@@ -681,9 +685,9 @@ fn backward_tiled<E: Real>(
     frames: usize,
 ) {
     use super::linear::input_grad_tile;
-    use super::mlp::{cut, tiles, with_scratch, Scratch};
+    use super::mlp::{cut, with_scratch, Scratch};
     let (rows, c3) = (xv.len() / c, 3 * c);
-    let by_row: Vec<_> = tiles(rows / l, frames).iter().map(|f| f.start * l..f.end * l).collect();
+    let by_row = frame_tiles(rows / l, l, frames);
     let gxs = cut(gx, c, &by_row);
     gxs.into_par_iter().zip(by_row.par_iter()).for_each(|(gx, r)| {
         with_scratch(|s: &mut Scratch<E>| {

@@ -10,6 +10,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::simd::add_assign;
 use crate::device::{host, tensor, KitDevice, Real};
 use crate::param::Param;
 
@@ -72,16 +73,12 @@ pub(crate) fn copy_patch_rows<E: Real>(p: &mut [E], x: &[E], l: usize, c: usize)
 /// `x[:, 1:, :] += p` on host rows: x (N, L, c), p (N, L − 1, c).
 pub(crate) fn add_to_patch_rows<E: Real>(x: &mut [E], p: &[E], l: usize, c: usize) {
     let row = (l - 1) * c;
-    x.par_chunks_mut(l * c)
-        .enumerate()
-        .for_each(|(r, d)| d[c..].iter_mut().zip(&p[r * row..(r + 1) * row]).for_each(|(a, b)| *a += *b));
+    x.par_chunks_mut(l * c).enumerate().for_each(|(r, d)| add_assign(&mut d[c..], &p[r * row..(r + 1) * row]));
 }
 
 /// `p += x[:, 1:, :]` on host rows: p (N, L − 1, c), x (N, L, c).
 pub(crate) fn add_patch_rows_of<E: Real>(p: &mut [E], x: &[E], l: usize, c: usize) {
-    p.par_chunks_mut((l - 1) * c)
-        .enumerate()
-        .for_each(|(r, d)| d.iter_mut().zip(&x[r * l * c + c..(r + 1) * l * c]).for_each(|(a, b)| *a += *b));
+    p.par_chunks_mut((l - 1) * c).enumerate().for_each(|(r, d)| add_assign(d, &x[r * l * c + c..(r + 1) * l * c]));
 }
 
 /// A gather-like op: `y = copy(x)`, `gx += scatter(gy)`.
